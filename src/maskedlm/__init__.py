@@ -1,0 +1,20 @@
+"""maskedlm: pretrain, fine-tune and use bidirectional masked language models.
+
+>>> import maskedlm
+>>> model = maskedlm.load("runs/default")  # doctest: +SKIP
+>>> model.fill_mask("Return the [MASK] of the list.")  # doctest: +SKIP
+"""
+
+from maskedlm.config import ModelConfig
+from maskedlm.errors import MaskedLMError
+
+__version__ = "0.1.0"
+__all__ = ["ModelConfig", "MaskedLMError", "MaskedLM", "load", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import maskedlm` stays cheap for the CLI's --help.
+    if name in ("load", "MaskedLM"):
+        from maskedlm import api
+        return getattr(api, name)
+    raise AttributeError(name)

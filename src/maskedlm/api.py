@@ -1,0 +1,68 @@
+"""The small public API: ``model = maskedlm.load(path)``, then use it.
+
+>>> import maskedlm
+>>> model = maskedlm.load("runs/span-mini")  # doctest: +SKIP
+>>> model.fill_mask("Please turn [MASK] homework in.")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskedlm.checkpoint import load_model
+from maskedlm.errors import MaskedLMError
+from maskedlm.heads import BertForPreTraining
+from maskedlm.tokenizer import Tokenizer
+
+
+class MaskedLM:
+    """A loaded encoder with its tokenizer; plain Python/NumPy in and out."""
+
+    def __init__(self, model: BertForPreTraining, tokenizer: Tokenizer, path: Path | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.path = path
+        self.device = torch.device(device)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @torch.no_grad()
+    def fill_mask(self, text: str, top_k: int = 5) -> list[list[dict[str, Any]]]:
+        """For every ``[MASK]`` in ``text``, the ``top_k`` tokens with softmax scores.
+
+        >>> model.fill_mask("The [MASK] of France is Paris.", top_k=1)  # doctest: +SKIP
+        [[{'token': 'capital', 'score': 0.61}]]
+        """
+        if top_k < 1:
+            raise MaskedLMError(f"--top-k must be >= 1, got {top_k}")
+        enc = self.tokenizer.encode(text, max_length=self.config.max_position_embeddings)
+        ids = torch.tensor([enc["input_ids"]], device=self.device)
+        positions = (ids[0] == self.tokenizer.mask_id).nonzero().squeeze(1)
+        if positions.numel() == 0:
+            raise MaskedLMError(f"no [MASK] token in the prompt {text!r}")
+        tt = torch.tensor([enc["token_type_ids"]], device=self.device)
+        hidden = self.model.bert(ids, tt).last_hidden_state
+        probs = self.model.mlm_logits(hidden, positions).float().softmax(-1)
+        scores, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        return [[{"token": self.tokenizer.convert_ids_to_tokens([int(i)])[0], "score": float(s)}
+                 for s, i in zip(srow, irow, strict=True)]
+                for srow, irow in zip(scores.tolist(), idx.tolist(), strict=True)]
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> MaskedLM:
+    """Load our checkpoint, a run directory or a Hugging Face BERT directory.
+
+    >>> model = load("runs/span-mini")  # doctest: +SKIP
+    """
+    model, ckpt = load_model(path)
+    tokenizer = Tokenizer.load(ckpt)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise MaskedLMError(f"{ckpt}: tokenizer has {tokenizer.vocab_size} tokens but the "
+                            f"embedding table has {model.config.vocab_size}")
+    return MaskedLM(model, tokenizer, ckpt, device)

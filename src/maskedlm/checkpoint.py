@@ -1,0 +1,279 @@
+"""The one module that reads and writes checkpoints.
+
+A checkpoint is a directory: ``config.json`` (Hugging Face ``BertConfig`` fields),
+``model.safetensors`` in the Hugging Face ``BertForPreTraining`` key layout (the SBO
+head under ``cls.span_boundary.*``, which ``transformers`` ignores), the tokenizer
+files, and, for a training run, ``training_state.pt``. A run directory holds its
+latest checkpoint in ``checkpoint/`` next to ``metrics.jsonl``.
+
+Everything is written to a temporary directory first and swapped into place with
+``os.replace``, so a killed process never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from maskedlm.config import ModelConfig
+from maskedlm.errors import MaskedLMError
+from maskedlm.heads import BertForPreTraining
+
+WEIGHTS_NAME = "model.safetensors"
+LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
+CONFIG_NAME = "config.json"
+TRAINING_STATE_NAME = "training_state.pt"
+CHECKPOINT_SUBDIR = "checkpoint"
+BERT_LIKE = {"bert"}
+
+_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.(.*)$")
+# our per-layer names -> Hugging Face's (qkv is split separately)
+_LAYER_TO_HF = {
+    "attention.dense.": "attention.output.dense.",
+    "attention.LayerNorm.": "attention.output.LayerNorm.",
+    "intermediate.": "intermediate.dense.",
+    "output.": "output.dense.",
+    "LayerNorm.": "output.LayerNorm.",
+}
+_TIED = ("cls.predictions.decoder_weight", "cls.span_boundary.decoder_weight")
+
+
+# ----------------------------------------------------------------------------- key layout
+def to_hf_state_dict(model: BertForPreTraining) -> dict[str, torch.Tensor]:
+    """Our parameters under Hugging Face ``BertForPreTraining`` names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, t in model.state_dict().items():
+        if key in _TIED:
+            continue  # tied to bert.embeddings.word_embeddings.weight
+        t = t.detach().contiguous()
+        m = _LAYER.match(key)
+        if not m:
+            out[key] = t
+            continue
+        prefix, rest = f"bert.encoder.layer.{m.group(1)}.", m.group(2)
+        if rest.startswith("attention.qkv."):
+            kind = rest.rsplit(".", 1)[1]
+            for name, part in zip(("query", "key", "value"), t.chunk(3, dim=0), strict=True):
+                out[f"{prefix}attention.self.{name}.{kind}"] = part.contiguous()
+            continue
+        for ours, theirs in _LAYER_TO_HF.items():
+            if rest.startswith(ours):
+                out[prefix + theirs + rest[len(ours):]] = t
+                break
+        else:
+            out[key] = t
+    return out
+
+
+def normalize_hf_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept the layouts found in the wild and return ``BertForPreTraining`` names.
+
+    Handles ``BertModel`` files (no ``bert.`` prefix), legacy ``LayerNorm.gamma/beta``,
+    stale ``position_ids`` buffers and the separately stored tied decoder.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, t in state.items():
+        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        if key.endswith("position_ids") or key.endswith("token_type_ids"):
+            continue  # buffers, not weights
+        if key.startswith(("embeddings.", "encoder.", "pooler.")):
+            key = "bert." + key
+        if key == "cls.predictions.decoder.weight":
+            continue  # tied to the input embeddings
+        if key == "cls.predictions.decoder.bias":
+            out.setdefault("cls.predictions.bias", t)
+            continue
+        out[key] = t
+    return out
+
+
+def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face names -> our parameter names (fusing query/key/value)."""
+    state = normalize_hf_keys(state)
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, t in state.items():
+        m = _LAYER.match(key)
+        if not m:
+            out[key] = t
+            continue
+        prefix, rest = f"bert.encoder.layer.{m.group(1)}.", m.group(2)
+        sm = re.match(r"attention\.self\.(query|key|value)\.(weight|bias)$", rest)
+        if sm:
+            qkv.setdefault((prefix, sm.group(2)), {})[sm.group(1)] = t
+            continue
+        for ours, theirs in _LAYER_TO_HF.items():
+            if rest.startswith(theirs):
+                out[prefix + ours + rest[len(theirs):]] = t
+                break
+        else:
+            out[key] = t
+    for (prefix, kind), parts in qkv.items():
+        if set(parts) != {"query", "key", "value"}:
+            raise MaskedLMError(f"{prefix}attention.self: missing {sorted({'query', 'key', 'value'} - set(parts))}")
+        out[f"{prefix}attention.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
+                    training_state: dict[str, Any] | None = None,
+                    extra_files: dict[str, str] | None = None) -> Path:
+    """Write ``model`` (+ tokenizer, + optional training state) as a checkpoint directory."""
+    def write(tmp: Path) -> None:
+        model.config.save(tmp / CONFIG_NAME)
+        save_file(to_hf_state_dict(model), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        if training_state is not None:
+            torch.save(training_state, tmp / TRAINING_STATE_NAME)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return atomic_write_dir(Path(path), write)
+
+
+# ----------------------------------------------------------------------------- reading
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """A run directory, a checkpoint directory or a Hugging Face model directory."""
+    path = Path(path)
+    if not path.exists():
+        raise MaskedLMError(f"{path}: no such checkpoint directory")
+    if not path.is_dir():
+        raise MaskedLMError(f"{path}: a checkpoint is a directory, not a file")
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / CHECKPOINT_SUBDIR / CONFIG_NAME).is_file():
+        return path / CHECKPOINT_SUBDIR
+    raise MaskedLMError(f"{path}: not a checkpoint (no {CONFIG_NAME})")
+
+
+def read_config(ckpt: Path) -> ModelConfig:
+    try:
+        raw = json.loads((ckpt / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MaskedLMError(f"{ckpt / CONFIG_NAME}: cannot read ({type(e).__name__})") from None
+    model_type = raw.get("model_type", "bert")
+    if model_type not in BERT_LIKE:
+        raise MaskedLMError(
+            f"{ckpt / CONFIG_NAME}: model_type {model_type!r} is not a BERT encoder (supported: bert)")
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise MaskedLMError(f"{ckpt / CONFIG_NAME}: position_embedding_type "
+                            f"{raw['position_embedding_type']!r} is not supported (only absolute)")
+    return ModelConfig.from_dict(raw)
+
+
+def read_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    st, pt = ckpt / WEIGHTS_NAME, ckpt / LEGACY_WEIGHTS_NAME
+    try:
+        if st.is_file():
+            return load_file(str(st)), st
+        if pt.is_file():
+            return torch.load(pt, map_location="cpu", weights_only=True), pt
+    except (SafetensorError, RuntimeError, OSError, EOFError) as e:
+        bad = st if st.is_file() else pt
+        raise MaskedLMError(f"{bad}: corrupt weights file ({str(e).splitlines()[0][:120]})") from None
+    raise MaskedLMError(f"{ckpt}: no weights ({WEIGHTS_NAME} or {LEGACY_WEIGHTS_NAME})")
+
+
+def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool | None = None,
+               config_overrides: dict[str, Any] | None = None
+               ) -> tuple[BertForPreTraining, Path]:
+    """Build a :class:`BertForPreTraining` from our checkpoint or a Hugging Face BERT dir.
+
+    Heads missing from the file (an MLM head for sentence encoders, the SBO head for
+    a BERT checkpoint continued with the spanbert recipe) start freshly initialised,
+    with a warning that says so.
+    """
+    ckpt = resolve_checkpoint_dir(path)
+    config = read_config(ckpt)
+    raw, wfile = read_weights(ckpt)
+    state = from_hf_state_dict(raw)
+    has_nsp = "cls.seq_relationship.weight" in state
+    has_sbo = any(k.startswith("cls.span_boundary.") for k in state)
+    config.nsp_head = has_nsp if nsp_head is None else nsp_head
+    config.sbo_head = has_sbo if sbo_head is None else sbo_head
+    for k, v in (config_overrides or {}).items():
+        setattr(config, k, v)
+    model = BertForPreTraining(config)
+    expected = model.state_dict()
+    for key, t in state.items():
+        if key in expected and tuple(expected[key].shape) != tuple(t.shape):
+            raise MaskedLMError(f"{wfile}: tensor {key} has shape {tuple(t.shape)}, "
+                                f"config.json implies {tuple(expected[key].shape)}")
+    state = {k: v for k, v in state.items() if k in expected}
+    missing = [k for k in expected if k not in state and k not in _TIED]
+    encoder_missing = [k for k in missing if k.startswith("bert.") and not k.startswith("bert.pooler.")]
+    if encoder_missing:
+        raise MaskedLMError(f"{wfile}: missing tensor {encoder_missing[0]}"
+                            + (f" (+{len(encoder_missing) - 1} more)" if len(encoder_missing) > 1 else ""))
+    model.load_state_dict(state, strict=False)
+    fresh = sorted({k.split(".")[1] for k in missing if k.startswith("cls.")}
+                   | ({"pooler"} if any(k.startswith("bert.pooler.") for k in missing) else set()))
+    if fresh:
+        warnings.warn(f"{wfile}: no weights for the {', '.join(fresh)} head(s); "
+                      "they are freshly initialised", stacklevel=2)
+    return model, ckpt
+
+
+def load_training_state(path: str | Path) -> dict[str, Any] | None:
+    f = Path(path) / TRAINING_STATE_NAME
+    if not f.is_file():
+        return None
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable state is a user-facing error
+        raise MaskedLMError(f"{f}: corrupt training state ({type(e).__name__})") from None
+
+
+def export_hf(path: str | Path, out: str | Path) -> Path:
+    """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads."""
+    model, ckpt = load_model(path)
+    from maskedlm.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(ckpt)
+
+    def write(tmp: Path) -> None:
+        d = model.config.to_dict()
+        d["architectures"] = ["BertForPreTraining" if model.config.nsp_head else "BertForMaskedLM"]
+        d["tie_word_embeddings"] = True
+        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
+        save_file(to_hf_state_dict(model), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        tokenizer.save(tmp)
+    return atomic_write_dir(Path(out), write)

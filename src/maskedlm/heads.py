@@ -1,0 +1,147 @@
+"""Pretraining heads around the encoder: MLM, next sentence prediction, span boundary.
+
+The vocabulary decoders are tied to the input word embeddings and have their own
+bias. Following MosaicBERT and cramming (Geiping & Goldstein 2023), vocabulary
+logits are computed only at positions that have a target ("sparse prediction").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskedlm.config import ModelConfig
+from maskedlm.model import BertModel, Pooler, activation, init_weights
+
+
+class PredictionTransform(nn.Module):
+    """dense -> GeLU -> LayerNorm, before the tied decoder."""
+
+    def __init__(self, config: ModelConfig, in_features: int | None = None) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class MaskedLMHead(nn.Module):
+    """Transform, then logits against the tied word embeddings plus a bias."""
+
+    def __init__(self, config: ModelConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.transform = PredictionTransform(config)
+        self.decoder_weight = word_embeddings.weight  # tied: the same Parameter
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(N, H) hidden states at target positions -> (N, V) logits."""
+        return F.linear(self.transform(hidden), self.decoder_weight, self.bias)
+
+
+class SpanBoundaryHead(nn.Module):
+    """SpanBERT's Span Boundary Objective (Joshi et al. 2020, sec. 3.2).
+
+    h0 = [z_{s-1}; z_{e+1}; p_{i-s+1}], two layers of Linear -> GeLU -> LayerNorm,
+    then the vocabulary decoder tied to the input embeddings with its own bias.
+    """
+
+    def __init__(self, config: ModelConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.position_embeddings = nn.Embedding(config.sbo_max_positions, config.hidden_size)
+        self.layer1 = PredictionTransform(config, in_features=3 * config.hidden_size)
+        self.layer2 = PredictionTransform(config)
+        self.decoder_weight = word_embeddings.weight
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """left/right (N, H) boundary states, pos (N,) 0-based offsets -> (N, V) logits."""
+        pos = pos.clamp(max=self.position_embeddings.num_embeddings - 1)
+        h = torch.cat([left, right, self.position_embeddings(pos)], dim=-1)
+        return F.linear(self.layer2(self.layer1(h)), self.decoder_weight, self.bias)
+
+
+class PretrainingHeads(nn.Module):
+    """Container whose attribute names give the Hugging Face ``cls.*`` key layout."""
+
+    def __init__(self, config: ModelConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.predictions = MaskedLMHead(config, word_embeddings)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2) if config.nsp_head else None
+        self.span_boundary = SpanBoundaryHead(config, word_embeddings) if config.sbo_head else None
+
+
+@dataclass
+class PretrainingOutput:
+    loss: torch.Tensor
+    mlm_loss: torch.Tensor           # summed over targets (see ``normalizer``)
+    mlm_correct: torch.Tensor        # number of targets predicted right
+    n_targets: int
+    sbo_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+    nsp_correct: torch.Tensor | None = None
+
+
+class BertForPreTraining(nn.Module):
+    """Encoder + MLM head (+ NSP, + SBO when the config asks for them).
+
+    >>> cfg = ModelConfig.from_name("tiny", vocab_size=100, sbo_head=True)
+    >>> model = BertForPreTraining(cfg)
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=config.nsp_head)
+        self.cls = PretrainingHeads(config, self.bert.embeddings.word_embeddings)
+        init_weights(self, config.initializer_range)
+
+    def mlm_logits(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits at flat ``positions`` of a (B, T, H) hidden tensor."""
+        return self.cls.predictions(hidden.reshape(-1, hidden.shape[-1])[positions])
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                next_sentence_label: torch.Tensor | None = None,
+                sbo_left: torch.Tensor | None = None, sbo_right: torch.Tensor | None = None,
+                sbo_pos: torch.Tensor | None = None,
+                normalizer: float | None = None,
+                nsp_normalizer: float | None = None) -> PretrainingOutput:
+        """Losses are sums over targets divided by ``normalizer`` (default: this batch's
+        target count) and, for NSP, over sequences divided by ``nsp_normalizer``, so that
+        accumulation and data parallelism can divide by the global counts and reproduce
+        one big batch exactly."""
+        B, T = input_ids.shape
+        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        flat = hidden.reshape(B * T, -1)
+        targets = labels.reshape(-1)
+        idx = (targets != -100).nonzero().squeeze(1)  # (N,)
+        n = int(idx.numel())
+        norm = float(normalizer) if normalizer else float(max(n, 1))
+        gold = targets[idx]
+        logits = self.cls.predictions(flat[idx]).float()
+        mlm_sum = F.cross_entropy(logits, gold, reduction="sum")
+        out = PretrainingOutput(loss=mlm_sum / norm, mlm_loss=mlm_sum.detach(),
+                                mlm_correct=(logits.argmax(-1) == gold).sum(), n_targets=n)
+        head = self.cls.span_boundary
+        if head is not None and sbo_left is not None:
+            row = idx // T * T  # flat offset of each target's sequence
+            left = flat[row + sbo_left.reshape(-1)[idx]]
+            right = flat[row + sbo_right.reshape(-1)[idx]]
+            sbo_logits = head(left, right, sbo_pos.reshape(-1)[idx]).float()
+            sbo_sum = F.cross_entropy(sbo_logits, gold, reduction="sum")
+            out.loss = out.loss + sbo_sum / norm
+            out.sbo_loss = sbo_sum.detach()
+        if self.cls.seq_relationship is not None and next_sentence_label is not None:
+            nsp_logits = self.cls.seq_relationship(self.bert.pooler(hidden)).float()
+            nsp = F.cross_entropy(nsp_logits, next_sentence_label, reduction="sum")
+            out.loss = out.loss + nsp / float(nsp_normalizer or B)
+            out.nsp_loss = nsp.detach()
+            out.nsp_correct = (nsp_logits.argmax(-1) == next_sentence_label).sum()
+        return out

@@ -1,0 +1,309 @@
+"""The pretraining recipe: corpus -> tokenizer -> shards -> instances -> masking -> loop.
+
+Three recipes (the seeds of this project):
+
+* ``bert``: sentence pairs with next sentence prediction, token (or whole-word) MLM;
+* ``roberta``: full sentences packed across documents, dynamic token masking, no NSP;
+* ``spanbert``: single contiguous segments within documents, span masking + SBO.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from maskedlm.checkpoint import (
+    CHECKPOINT_SUBDIR,
+    load_model,
+    load_training_state,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+)
+from maskedlm.config import ModelConfig
+from maskedlm.errors import MaskedLMError
+from maskedlm.heads import BertForPreTraining
+from maskedlm.instances import InstanceSet, build_instances
+from maskedlm.masking import MaskedBatch, MaskingConfig, mask_batch
+from maskedlm.shards import ShardSet
+from maskedlm.tokenizer import Tokenizer
+from maskedlm.train import Batch, DistInfo, TrainConfig, train
+
+Recipe = Literal["bert", "roberta", "spanbert"]
+RECIPES: tuple[str, ...] = ("bert", "roberta", "spanbert")
+
+
+@dataclass
+class PretrainOptions:
+    """Everything ``maskedlm pretrain`` takes; one field per CLI flag."""
+
+    recipe: Recipe = "spanbert"
+    size: str = "tiny"
+    out: str = "runs/default"
+    data: str | None = None          # prepared shards
+    corpus: list[str] = field(default_factory=list)  # PATH or LANG=PATH
+    tokenizer: str | None = None
+    init: str | None = None          # continue pretraining from a checkpoint / HF BERT dir
+    vocab_size: int = 30000
+    uncased: bool = False
+    one_doc_per_line: bool = False
+    alpha: float = 0.3
+    seq_len: int = 128
+    whole_word: bool = False
+    masking_budget: Literal["exact", "bernoulli"] | None = None
+    random_source: Literal["uniform", "unigram"] | None = None
+    merge_spans: bool | None = None
+    eval_sequences: int = 256
+    dropout: float | None = None
+    resume: bool = False
+    device: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise MaskedLMError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.seq_len < 8:
+            raise MaskedLMError(f"--seq-len must be >= 8, got {self.seq_len}")
+
+
+def masking_config(opts: PretrainOptions) -> MaskingConfig:
+    """The recipe's masking scheme with the user's overrides."""
+    scheme = "span" if opts.recipe == "spanbert" else ("whole_word" if opts.whole_word else "token")
+    kw: dict[str, Any] = {"scheme": scheme}
+    if opts.masking_budget:
+        kw["budget"] = opts.masking_budget
+    if opts.random_source:
+        kw["random_source"] = opts.random_source
+    if opts.merge_spans is not None:
+        kw["merge_adjacent"] = opts.merge_spans
+    return MaskingConfig(**kw)
+
+
+class PretrainBatches:
+    """A :class:`~maskedlm.train.BatchSource` over prepared shards.
+
+    Instances are rebuilt for every epoch (new NSP pairs for ``bert``) and visited in
+    a seeded permutation. Each sequence is masked with a generator seeded by
+    ``(seed, epoch, instance)``, so masking is dynamic across epochs and independent of
+    batch size, process count and resumption.
+    """
+
+    def __init__(self, shards: ShardSet, recipe: str, seq_len: int, masking: MaskingConfig,
+                 tokenizer: Tokenizer, batch_size: int, grad_accum: int, seed: int,
+                 di: DistInfo, eval_sequences: int = 256) -> None:
+        self.shards, self.recipe, self.seq_len, self.masking = shards, recipe, seq_len, masking
+        self.tok = tokenizer
+        self.batch_size, self.grad_accum, self.seed, self.di = batch_size, grad_accum, seed, di
+        self.eval_sequences = eval_sequences
+        self.unigram = shards.unigram_probs() if masking.random_source == "unigram" else None
+        self._epoch: tuple[int, InstanceSet, np.ndarray] | None = None
+        first = self._instances(0)[0]
+        if len(first) == 0:
+            raise MaskedLMError(f"{shards.path}: no training sequences could be built")
+
+    def _instances(self, epoch: int) -> tuple[InstanceSet, np.ndarray]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            inst = build_instances(self.shards, "train", self.recipe, self.seq_len, rng)
+            perm = np.random.default_rng([self.seed, epoch, 2]).permutation(len(inst))
+            self._epoch = (epoch, inst, perm)
+        return self._epoch[1], self._epoch[2]
+
+    def _mask(self, batch: Batch, keys: list[tuple[int, int]]) -> Batch:
+        rows = []
+        for r, key in enumerate(keys):
+            rng = np.random.default_rng([self.seed, key[0], key[1], 3])
+            rows.append(mask_batch(batch["input_ids"][r:r + 1], batch["word_starts"][r:r + 1],
+                                   batch["special"][r:r + 1], self.masking, rng,
+                                   vocab_size=self.tok.vocab_size, mask_id=self.tok.mask_id,
+                                   special_ids=sorted(self.tok.special_ids),
+                                   unigram_probs=self.unigram))
+        out = dict(batch)
+        for k in ("input_ids", "labels", "sbo_left", "sbo_right", "sbo_pos"):
+            out[k] = np.concatenate([getattr(m, k) for m in rows])
+        if self.recipe != "spanbert":
+            for k in ("sbo_left", "sbo_right", "sbo_pos"):
+                out.pop(k)
+        if self.recipe != "bert":
+            out.pop("next_sentence_label", None)
+        return out
+
+    def step_batches(self, step: int) -> list[Batch]:
+        B, W = self.batch_size, self.di.world_size
+        per_step = B * self.grad_accum * W
+        out = []
+        for m in range(self.grad_accum):
+            # global sequence numbers of this rank's micro-batch
+            base = step * per_step + m * B * W + self.di.rank * B
+            keys, idx = [], []
+            for g in range(base, base + B):
+                n = len(self._instances(0)[0])
+                epoch, pos = divmod(g, n)
+                inst, perm = self._instances(epoch)
+                keys.append((epoch, int(perm[pos % len(perm)])))
+                idx.append(keys[-1][1])
+            epoch = keys[0][0]
+            inst, _ = self._instances(epoch)
+            if any(k[0] != epoch for k in keys):  # a batch straddling two epochs
+                parts = [self._instances(k[0])[0].get([k[1]]) for k in keys]
+                batch = _stack_padded(parts)
+            else:
+                batch = inst.get(idx)
+            out.append(self._mask(batch, keys))
+        return out
+
+    def eval_batches(self) -> list[Batch]:
+        inst = build_instances(self.shards, "valid", self.recipe, self.seq_len,
+                               np.random.default_rng([self.seed, 999]))
+        n = min(len(inst), self.eval_sequences)
+        batches = []
+        for s in range(0, n, self.batch_size):
+            idx = list(range(s, min(n, s + self.batch_size)))
+            batches.append(self._mask(inst.get(idx), [(-1, i) for i in idx]))
+        return batches
+
+
+def _stack_padded(parts: list[Batch]) -> Batch:
+    T = max(p["input_ids"].shape[1] for p in parts)
+    out: Batch = {}
+    for k in parts[0]:
+        arrs = []
+        for p in parts:
+            a = p[k]
+            if a.ndim == 2 and a.shape[1] < T:
+                a = np.pad(a, ((0, 0), (0, T - a.shape[1])),
+                           constant_values=True if k == "special" else 0)
+            arrs.append(a)
+        out[k] = np.concatenate(arrs)
+    return out
+
+
+def resolve_data(opts: PretrainOptions, di: DistInfo) -> ShardSet:
+    """Shards from --data, or from --corpus (training a tokenizer if none is given),
+    or from the embedded default corpus (the standard library's docstrings)."""
+    from maskedlm.corpus import parse_corpus_args, write_stdlib_corpus
+    from maskedlm.shards import prepare_shards
+    from maskedlm.tokenizer import train_tokenizer
+
+    if opts.data:
+        return ShardSet.load(opts.data)
+    out = Path(opts.out)
+    work = out / "data"
+    if opts.corpus:
+        corpus = parse_corpus_args(opts.corpus)
+    else:
+        path = write_stdlib_corpus(work / "stdlib_docstrings.txt")
+        corpus = {"": [str(path)]}
+    tok_dir = opts.tokenizer or (opts.init and str(resolve_checkpoint_dir(opts.init)))
+    if not tok_dir:
+        tok_dir = str(work / "tokenizer")
+        if di.is_main and not (Path(tok_dir) / "tokenizer.json").is_file():
+            from maskedlm.corpus import iter_corpus_documents
+            tok = train_tokenizer(iter_corpus_documents(corpus, alpha=opts.alpha, seed=opts.train.seed),
+                                  vocab_size=opts.vocab_size, lowercase=opts.uncased,
+                                  show_progress=opts.train.progress)
+            tok.save(tok_dir)
+    _barrier(di)
+    if di.is_main:
+        prepare_shards(corpus, tok_dir, work / "shards", one_doc_per_line=opts.one_doc_per_line,
+                       alpha=opts.alpha, seed=opts.train.seed, show_progress=opts.train.progress)
+    _barrier(di)
+    return ShardSet.load(work / "shards")
+
+
+def _barrier(di: DistInfo) -> None:
+    if di.world_size > 1:
+        torch.distributed.barrier()
+
+
+def build_model(opts: PretrainOptions, tokenizer: Tokenizer, resume_dir: Path | None
+                ) -> BertForPreTraining:
+    nsp, sbo = opts.recipe == "bert", opts.recipe == "spanbert"
+    overrides: dict[str, Any] = {}
+    if opts.dropout is not None:
+        overrides = {"hidden_dropout_prob": opts.dropout, "attention_probs_dropout_prob": opts.dropout}
+    if resume_dir is not None:
+        model, _ = load_model(resume_dir, nsp_head=nsp, sbo_head=sbo, config_overrides=overrides)
+    elif opts.init:
+        model, _ = load_model(opts.init, nsp_head=nsp, sbo_head=sbo, config_overrides=overrides)
+        if opts.size != "tiny":
+            print(f"note: --size {opts.size} ignored; --init {opts.init} fixes the architecture",
+                  file=sys.stderr)
+    else:
+        config = ModelConfig.from_name(opts.size, vocab_size=tokenizer.vocab_size,
+                                       pad_token_id=tokenizer.pad_id, nsp_head=nsp, sbo_head=sbo,
+                                       max_position_embeddings=max(512, opts.seq_len), **overrides)
+        model = BertForPreTraining(config)
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise MaskedLMError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's embedding "
+                            f"table has {model.config.vocab_size}")
+    if opts.seq_len > model.config.max_position_embeddings:
+        raise MaskedLMError(f"--seq-len {opts.seq_len} exceeds the model's position table "
+                            f"({model.config.max_position_embeddings})")
+    return model
+
+
+def pretrain(opts: PretrainOptions) -> dict[str, Any]:
+    """Run a pretraining job; returns the last log record (with eval metrics).
+
+    >>> pretrain(PretrainOptions(recipe="spanbert", data="shards/", out="runs/x"))  # doctest: +SKIP
+    """
+    di = DistInfo.from_env(opts.device)
+    out = Path(opts.out)
+    ckpt_dir = out / CHECKPOINT_SUBDIR
+    resume_state, resume_dir = None, None
+    if opts.resume:
+        if not (ckpt_dir / "config.json").is_file():
+            raise MaskedLMError(f"{out}: --resume given but there is no checkpoint to resume from")
+        resume_dir = ckpt_dir
+        resume_state = load_training_state(ckpt_dir)
+        if resume_state is None:
+            raise MaskedLMError(f"{ckpt_dir}: checkpoint has no training state to resume from")
+    elif di.is_main and (ckpt_dir / "config.json").is_file():
+        print(f"note: {out} already holds a run; it will be overwritten (use --resume to continue)",
+              file=sys.stderr)
+    t0 = time.perf_counter()
+    shards = resolve_data(opts, di)
+    tokenizer = Tokenizer.load(resume_dir) if resume_dir else shards.tokenizer()
+    if opts.init and not opts.resume:
+        init_tok = Tokenizer.load(resolve_checkpoint_dir(opts.init))
+        if init_tok.fingerprint() != tokenizer.fingerprint():
+            raise MaskedLMError(f"{opts.data or 'shards'}: prepared with a different tokenizer than "
+                                f"--init {opts.init}; prepare them with --tokenizer {opts.init}")
+    torch.manual_seed(opts.train.seed)
+    model = build_model(opts, tokenizer, resume_dir)
+    masking = masking_config(opts)
+    source = PretrainBatches(shards, opts.recipe, opts.seq_len, masking, tokenizer,
+                             opts.train.batch_size, opts.train.grad_accum, opts.train.seed, di,
+                             opts.eval_sequences)
+    if di.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        run_info = {"options": _jsonable(asdict(opts)), "masking": asdict(masking),
+                    "model": model.config.to_dict(), "world_size": di.world_size,
+                    "data": str(shards.path), "languages": shards.meta.get("languages"),
+                    "parameters": sum(p.numel() for p in model.parameters())}
+        (out / "run.json").write_text(json.dumps(run_info, indent=2, default=str) + "\n")
+        print(f"pretrain: recipe {opts.recipe}, {run_info['parameters'] / 1e6:.1f}M parameters, "
+              f"{len(source._instances(0)[0])} sequences of <= {opts.seq_len} tokens, "
+              f"world size {di.world_size}, data ready in {time.perf_counter() - t0:.1f}s",
+              file=sys.stderr)
+
+    def save(m: torch.nn.Module, state: dict[str, Any]) -> None:
+        save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,
+                        extra_files={"masking.json": json.dumps(asdict(masking), indent=2)})
+
+    record = train(model, source, opts.train, out, save, di, resume_state)
+    if di.world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return record
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=str))

@@ -1,0 +1,371 @@
+"""The one training loop: accumulation, autocast, clipping, DDP, eval, logging, resume.
+
+The loop is stateless about data: a :class:`BatchSource` returns the micro-batches of
+any global step, and dropout is seeded from the step number, so a resumed run
+reproduces the losses of an uninterrupted one exactly. Losses are normalised by the
+global number of targets in the step (all micro-batches, all ranks), which makes
+accumulation and data parallelism equal to one large batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from maskedlm.errors import MaskedLMError
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; CLI flags map one to one onto these fields."""
+
+    max_steps: int = 1000
+    batch_size: int = 32  # sequences per process per micro-step
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06  # RoBERTa-style linear warmup over 6% of the steps
+    beta1: float = 0.9
+    beta2: float = 0.98  # RoBERTa's beta2 is more stable than 0.999 for MLM
+    eps: float = 1e-6
+    clip_grad: float = 1.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0  # 0: evaluate at every save and at the end
+    save_every: int = 0  # 0: save at the end only
+    max_time: float = 0.0  # seconds; 0 = no wall-clock budget
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise MaskedLMError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise MaskedLMError(f"--lr must be > 0, got {self.lr}")
+        if self.precision not in ("fp32", "bf16"):
+            raise MaskedLMError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+
+
+@dataclass
+class DistInfo:
+    """Where this process sits in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: str | None = None) -> DistInfo:
+        """Initialise the process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        return cls(rank, world, local, dev)
+
+
+class BatchSource(Protocol):
+    def step_batches(self, step: int) -> list[Batch]:
+        """This rank's micro-batches for global ``step`` (deterministic in ``step``)."""
+
+    def eval_batches(self) -> list[Batch]:
+        """Held-out batches, masked with a fixed seed."""
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases, LayerNorm and the SBO/MLM output bias."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warmup to the peak, then linear decay to zero at ``total``."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+class Prefetcher:
+    """Builds the next steps' batches in a background thread so the loop never waits."""
+
+    def __init__(self, source: BatchSource, start: int, stop: int, depth: int = 3) -> None:
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, args=(source, start, stop), daemon=True)
+        self.stopped = False
+        self.thread.start()
+
+    def _run(self, source: BatchSource, start: int, stop: int) -> None:
+        for step in range(start, stop):
+            if self.stopped:
+                return
+            try:
+                self.q.put(source.step_batches(step))
+            except BaseException as e:  # surface errors in the main thread
+                self.q.put(e)
+                return
+
+    def __iter__(self) -> Iterator[list[Batch]]:
+        while True:
+            item = self.q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stopped = True
+        while not self.q.empty():
+            self.q.get_nowait()
+
+
+TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label",
+               "sbo_left", "sbo_right", "sbo_pos")
+
+
+def to_tensors(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
+            for k in TENSOR_KEYS if k in batch}
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class MetricsLog:
+    """metrics.jsonl (+ TensorBoard when installed); only rank 0 writes."""
+
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int = 0) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step and self.path.exists():  # drop lines logged after the checkpoint
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        elif self.path.exists():
+            self.path.unlink()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+        except Exception:  # noqa: BLE001 - TensorBoard is optional
+            self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[Batch], device: torch.device,
+             precision: str = "fp32") -> dict[str, float]:
+    """Held-out MLM loss, perplexity and masked-token accuracy (+ SBO/NSP loss)."""
+    was_training = model.training
+    model.eval()
+    sums = {"mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "correct": 0.0, "n": 0, "seq": 0}
+    for b in batches:
+        with autocast(precision, device):
+            out = model(**to_tensors(b, device), normalizer=1.0, nsp_normalizer=1.0)
+        sums["mlm"] += float(out.mlm_loss)
+        sums["correct"] += float(out.mlm_correct)
+        sums["n"] += out.n_targets
+        sums["seq"] += b["input_ids"].shape[0]
+        if out.sbo_loss is not None:
+            sums["sbo"] += float(out.sbo_loss)
+        if out.nsp_loss is not None:
+            sums["nsp"] += float(out.nsp_loss)
+    model.train(was_training)
+    n = max(sums["n"], 1)
+    res = {"eval_mlm_loss": sums["mlm"] / n, "eval_mlm_accuracy": sums["correct"] / n,
+           "eval_perplexity": math.exp(min(sums["mlm"] / n, 50.0)), "eval_targets": sums["n"]}
+    if sums["sbo"]:
+        res["eval_sbo_loss"] = sums["sbo"] / n
+    if sums["nsp"]:
+        res["eval_nsp_loss"] = sums["nsp"] / max(sums["seq"], 1)
+    return res
+
+
+def _all_reduce(values: list[float], di: DistInfo) -> list[float]:
+    if di.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=di.device if di.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path,
+          save: Callable[[nn.Module, dict[str, Any]], None], di: DistInfo | None = None,
+          resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` for ``cfg.max_steps`` global steps; returns the last log record.
+
+    ``save(model, training_state)`` is called on rank 0 at every save point.
+    """
+    di = di or DistInfo()
+    model.to(di.device)
+    model.train()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                  fused=di.device.type == "cuda")
+    warmup = int(cfg.warmup_ratio * cfg.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup, cfg.max_steps))
+    start = 0
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        start = int(resume_state["step"])
+    ddp = model
+    if di.world_size > 1:
+        ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=[di.device.index] if di.device.type == "cuda" else None)
+    log = MetricsLog(out_dir, di.is_main, resume_step=start)
+    eval_batches = source.eval_batches() if di.is_main else []
+
+    def state(step: int) -> dict[str, Any]:
+        return {"step": step, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "train_config": asdict(cfg)}
+
+    def checkpoint(step: int, record: dict[str, Any]) -> None:
+        if di.is_main:
+            if eval_batches:
+                record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+            save(model, state(step))
+
+    record: dict[str, Any] = {}
+    window = {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
+              "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0}
+    t_start = time.perf_counter()
+    prefetch = Prefetcher(source, start, cfg.max_steps)
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and di.is_main),
+               desc="pretrain", unit="step", dynamic_ncols=True)
+    batches_iter = iter(prefetch)
+    step = start
+    try:
+        for step in range(start, cfg.max_steps):
+            t_wait = time.perf_counter()
+            micro = next(batches_iter)
+            window["wait"] += time.perf_counter() - t_wait
+            # Dropout randomness is a function of (seed, rank, step): resume is exact.
+            torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
+            n_local = sum(int((b["labels"] != -100).sum()) for b in micro)
+            seq_local = sum(b["input_ids"].shape[0] for b in micro)
+            n_global, seq_global = _all_reduce([float(n_local), float(seq_local)], di)
+            for i, b in enumerate(micro):
+                sync = ddp is model or i == len(micro) - 1
+                with (nullcontext() if sync else ddp.no_sync()), autocast(cfg.precision, di.device):
+                    out = ddp(**to_tensors(b, di.device), normalizer=max(n_global, 1.0),
+                              nsp_normalizer=seq_global)
+                # DDP averages gradients over ranks; we want the global sum / global count.
+                (out.loss * di.world_size).backward()
+                window["mlm"] += float(out.mlm_loss)
+                window["correct"] += float(out.mlm_correct)
+                window["sbo"] += float(out.sbo_loss) if out.sbo_loss is not None else 0.0
+                window["nsp"] += float(out.nsp_loss) if out.nsp_loss is not None else 0.0
+                window["tokens"] += int(b["attention_mask"].sum()) if "attention_mask" in b \
+                    else b["input_ids"].size
+            window["n"] += n_local
+            window["seq"] += seq_local
+            window["steps"] += 1
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            if not torch.isfinite(gnorm):
+                raise MaskedLMError(f"step {step + 1}: the loss or gradients turned NaN/inf; "
+                                    "lower --lr or use --precision fp32 (last checkpoint kept)")
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            bar.update(1)
+            out_of_time = cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time
+            last = done == cfg.max_steps or out_of_time
+            if done % cfg.log_every == 0 or last:
+                record = _log_record(done, window, scheduler.get_last_lr()[0], di)
+                if not math.isfinite(record["loss"]):
+                    raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
+                window.update(loss=0.0, mlm=0.0, sbo=0.0, nsp=0.0, n=0, seq=0, correct=0.0,
+                              tokens=0, wait=0.0, t0=time.perf_counter(), steps=0)
+            else:
+                record = {}
+            if last or (cfg.save_every and done % cfg.save_every == 0):
+                record = record or {"step": done}
+                checkpoint(done, record)
+            elif cfg.eval_every and done % cfg.eval_every == 0 and di.is_main and eval_batches:
+                record = record or {"step": done}
+                record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+            if record:
+                record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+                log.write(record)
+                if "eval_mlm_accuracy" in record and di.is_main:
+                    bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
+                              f"ppl {record['eval_perplexity']:.2f}")
+            if out_of_time:
+                break
+    finally:
+        prefetch.close()
+        bar.close()
+    return record
+
+
+def _log_record(step: int, w: dict[str, Any], lr: float, di: DistInfo) -> dict[str, Any]:
+    """Averages over the window since the last log, summed over ranks."""
+    mlm, sbo, nsp, n, seq, correct, tokens = _all_reduce(
+        [w["mlm"], w["sbo"], w["nsp"], float(w["n"]), float(w["seq"]), w["correct"],
+         float(w["tokens"])], di)
+    dt = time.perf_counter() - w["t0"]
+    n = max(n, 1.0)
+    rec: dict[str, Any] = {"step": step, "mlm_loss": mlm / n, "mlm_accuracy": correct / n}
+    loss = mlm / n
+    if sbo:
+        rec["sbo_loss"] = sbo / n
+        loss += sbo / n
+    if nsp:
+        rec["nsp_loss"] = nsp / max(seq, 1.0)
+        loss += nsp / max(seq, 1.0)
+    rec.update(loss=loss, lr=lr, tokens_per_s=tokens / max(dt, 1e-9),
+               data_wait_frac=w["wait"] / max(dt, 1e-9))
+    return rec
