@@ -44,7 +44,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -194,6 +194,34 @@ def _place_spans(word_start: np.ndarray, word_len: np.ndarray, T: int, budgets: 
     return np.asarray(out_s, dtype=np.int64), np.asarray(out_e, dtype=np.int64), sampled
 
 
+def _choose_spans(word_starts: np.ndarray, special: np.ndarray, budgets: np.ndarray,
+                  config: MaskingConfig, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Sorted, disjoint flat spans [s, e) of the targets and the sampled span lengths."""
+    B, T = special.shape
+    if config.scheme == "token":
+        if config.budget == "bernoulli":
+            chosen = (rng.random((B, T)) < config.mask_prob) & ~special
+        else:
+            keys = np.where(special, 2.0, rng.random((B, T)))  # maskable first, random order
+            chosen = np.zeros((B, T), dtype=bool)
+            np.put_along_axis(chosen, np.argsort(keys, axis=1), np.arange(T) < budgets[:, None], axis=1)
+        s = np.flatnonzero(chosen)
+        return s, s + 1, []
+    word_start, word_len = _words(word_starts, special)
+    if config.scheme == "whole_word" and config.budget == "bernoulli":
+        pick = rng.random(len(word_start)) < config.mask_prob
+        return word_start[pick], word_start[pick] + word_len[pick], [1] * int(pick.sum())
+    lengths = None
+    if config.scheme == "span":  # at most one span per word
+        cdf = np.cumsum(truncated_geometric_pmf(config.span_p, config.max_span_words))
+        lengths = 1 + np.minimum(np.searchsorted(cdf, rng.random(len(word_start)), side="right"),
+                                 config.max_span_words - 1)
+    s, e, span_lengths = _place_spans(word_start, word_len, T, budgets, lengths, rng)
+    order = np.argsort(s)
+    return s[order], e[order], span_lengths
+
+
 def _random_ids(n: int, config: MaskingConfig, rng: np.random.Generator, vocab_size: int,
                 excluded: np.ndarray, unigram_probs: np.ndarray | None) -> np.ndarray:
     """``n`` replacement ids, never a special id nor [MASK]."""
@@ -256,31 +284,7 @@ def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarr
         budgets = np.ceil(config.mask_prob * n_maskable - 1e-9).astype(np.int64)
     else:
         budgets = rng.binomial(n_maskable, config.mask_prob)
-    span_lengths: list[int] = []
-    if config.scheme == "token":
-        if config.budget == "bernoulli":
-            chosen = (rng.random((B, T)) < config.mask_prob) & ~special
-        else:
-            keys = np.where(special, 2.0, rng.random((B, T)))  # maskable first, random order
-            chosen = np.zeros((B, T), dtype=bool)
-            np.put_along_axis(chosen, np.argsort(keys, axis=1), np.arange(T) < budgets[:, None], axis=1)
-        s = np.flatnonzero(chosen)
-        e = s + 1
-    else:
-        word_start, word_len = _words(word_starts, special)
-        if config.scheme == "whole_word" and config.budget == "bernoulli":
-            pick = rng.random(len(word_start)) < config.mask_prob
-            s, e = word_start[pick], word_start[pick] + word_len[pick]
-            span_lengths = [1] * len(s)
-        else:
-            lengths = None
-            if config.scheme == "span":  # at most one span per word
-                cdf = np.cumsum(truncated_geometric_pmf(config.span_p, config.max_span_words))
-                lengths = 1 + np.minimum(np.searchsorted(cdf, rng.random(len(word_start)), side="right"),
-                                         config.max_span_words - 1)
-            s, e, span_lengths = _place_spans(word_start, word_len, T, budgets, lengths, rng)
-        order = np.argsort(s, kind="stable")
-        s, e = s[order], e[order]
+    s, e, span_lengths = _choose_spans(word_starts, special, budgets, config, rng)
     if config.merge_adjacent and len(s):
         new = np.ones(len(s), dtype=bool)
         new[1:] = s[1:] != e[:-1]  # spans are disjoint, so only touching ones merge
@@ -319,7 +323,7 @@ def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarr
 
 
 def mask_sequence(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarray,
-                  config: MaskingConfig, rng: np.random.Generator, **kwargs) -> MaskedBatch:
+                  config: MaskingConfig, rng: np.random.Generator, **kwargs: Any) -> MaskedBatch:
     """:func:`mask_batch` for one (T,) sequence; the result keeps a batch axis of 1.
 
     >>> ids = np.array([2, 10, 11, 3])

