@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from maskedlm.checkpoint import load_model
@@ -42,11 +43,11 @@ class MaskedLM:
         if top_k < 1:
             raise MaskedLMError(f"--top-k must be >= 1, got {top_k}")
         enc = self.tokenizer.encode(text, max_length=self.config.max_position_embeddings)
-        ids = torch.tensor([enc["input_ids"]], device=self.device)
+        ids = torch.as_tensor(np.asarray(enc["input_ids"]), device=self.device)[None]
         positions = (ids[0] == self.tokenizer.mask_id).nonzero().squeeze(1)
         if positions.numel() == 0:
             raise MaskedLMError(f"no [MASK] token in the prompt {text!r}")
-        tt = torch.tensor([enc["token_type_ids"]], device=self.device)
+        tt = torch.as_tensor(np.asarray(enc["token_type_ids"]), device=self.device)[None]
         hidden = self.model.bert(ids, tt).last_hidden_state
         probs = self.model.mlm_logits(hidden, positions).float().softmax(-1)
         scores, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)

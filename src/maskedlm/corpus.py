@@ -25,6 +25,7 @@ the shares and :func:`iter_multilingual_documents` follows them.
 from __future__ import annotations
 
 import ast
+import bisect
 import glob
 import gzip
 import inspect
@@ -45,14 +46,15 @@ from maskedlm.errors import MaskedLMError
 TEXT_SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace and an
-# opening quote or an upper-case letter. Deliberately simple: no language models, no NLTK.
+# opening quote or an upper-case letter. Deliberately simple: no models, no NLTK.
 _SENTENCE_END = re.compile(
-    r"([.!?]+[\"'”’»)\]]*)\s+(?=[\"'“‘«(\[¿¡]?[A-ZÀ-ÖØ-ÞΑ-ΩА-Я])"
+    r"([.!?]+[\"'”’»)\]]*)"  # the end mark and closing quotes, kept with the sentence
+    r"\s+(?=[\"'“‘«(\[¿¡]?[0-9A-ZÀ-ÖØ-ÞΑ-ΩА-Я])"  # the next one starts like a sentence
 )
 # Titles and initials that end in a period without ending the sentence.
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st mt jr sr messrs mme mlle rev gen col capt lt sgt gov hon "
-    "no vol pp fig vs etc cf e.g i.e".split()
+    "no vol p pp fig ch sec vs etc cf e.g i.e".split()
 )
 # Units longer than this are cut at a space: a run-on "sentence" of 60k characters
 # (tables of contents, lists) would otherwise become one huge NSP unit.
@@ -65,9 +67,9 @@ def split_sentences(paragraph: str) -> list[str]:
     >>> split_sentences("Mr. Smith left. He was tired! Was he?  Yes.")
     ['Mr. Smith left.', 'He was tired!', 'Was he?', 'Yes.']
     """
-    pieces = _SENTENCE_END.sub("\\1\n", paragraph.strip()).split("\n")
+    parts = _SENTENCE_END.split(paragraph.strip())  # [text, end, text, end, ..., text]
     units: list[str] = []
-    for piece in pieces:
+    for piece in map("".join, itertools.zip_longest(parts[::2], parts[1::2], fillvalue="")):
         piece = piece.strip()
         if not piece:
             continue
@@ -79,12 +81,17 @@ def split_sentences(paragraph: str) -> list[str]:
 
 
 def _ends_with_abbreviation(text: str) -> bool:
-    last = text.rsplit(" ", 1)[-1].lstrip("\"'“‘(")
-    if not last.endswith("."):
+    last = text[text.rfind(" ") + 1 :]
+    if len(last) > 8 or not last.endswith("."):  # fast path: no abbreviation is longer
         return False
+    last = last.lstrip("\"'“‘(")
     word = last[:-1]
-    # single initials ("P. G. Wodehouse") or a known abbreviation
-    return (len(word) == 1 and word.isupper()) or word.lower() in _ABBREVIATIONS
+    # single initials ("P. G. Wodehouse"), a known abbreviation, or a bare list number
+    return (
+        (len(word) == 1 and word.isupper())
+        or word.lower() in _ABBREVIATIONS
+        or (word.isdigit() and text == last)
+    )
 
 
 def _cut_long(unit: str) -> list[str]:
@@ -195,7 +202,9 @@ def _iter_jsonl(path: Path) -> Iterator[list[str]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise MaskedLMError(f"{path}:{lineno}: bad JSON ({e.msg} at column {e.colno})") from None
+            raise MaskedLMError(
+                f"{path}:{lineno}: bad JSON ({e.msg} at column {e.colno})"
+            ) from None
         text = record.get("text") if isinstance(record, dict) else None
         if not isinstance(text, str):
             raise MaskedLMError(f"{path}:{lineno}: field 'text' missing or not a string")
@@ -255,7 +264,9 @@ def parse_corpus_args(items: Sequence[str]) -> dict[str, list[str]]:
     corpora: dict[str, list[str]] = {}
     for item in items:
         match = _LANG_ITEM.match(item)
-        lang, path = (match.group(1), match.group(2)) if match and not Path(item).exists() else ("", item)
+        lang, path = (
+            (match.group(1), match.group(2)) if match and not Path(item).exists() else ("", item)
+        )
         corpora.setdefault(lang, []).append(path)
     if "" in corpora and len(corpora) > 1:
         raise MaskedLMError(
@@ -406,8 +417,8 @@ def iter_multilingual_documents(
             lang = langs[0]
         else:
             # pick the next language in proportion to what it still has to deliver
-            left = np.array([max(plan.target[g] - emitted[g], 1) for g in langs], dtype=float)
-            lang = langs[int(rng.choice(len(langs), p=left / left.sum()))]
+            left = list(itertools.accumulate(max(plan.target[g] - emitted[g], 1) for g in langs))
+            lang = langs[bisect.bisect_right(left, rng.random() * left[-1])]
         doc = next(streams[lang], None)
         if doc is None:
             del streams[lang]
@@ -415,6 +426,38 @@ def iter_multilingual_documents(
         if not doc.held_out:
             emitted[lang] += len(doc.sentences)
         yield doc
+
+
+def iter_corpus_documents(
+    corpora: Mapping[str, Sequence[str]] | Sequence[str],
+    *,
+    alpha: float = 0.3,
+    seed: int = 0,
+    one_doc_per_line: bool = False,
+    total_sentences: int | None = None,
+) -> Iterator[list[str]]:
+    """Documents of a corpus, languages resampled by ``alpha`` when there are several.
+
+    The stream to train a tokenizer on (XLM-R trains its vocabulary on the same smoothed
+    language distribution, Conneau et al. 2020). One language: the corpus as it is.
+
+    >>> corpora = parse_corpus_args(["en=en.txt", "wo=wo.txt"])
+    >>> docs = iter_corpus_documents(corpora, alpha=0.3)  # doctest: +SKIP
+    """
+    if not isinstance(corpora, Mapping):
+        corpora = {"": list(corpora)}
+    if len(corpora) == 1 and total_sentences is None:
+        return iter_documents(next(iter(corpora.values())), one_doc_per_line=one_doc_per_line)
+    counts = {g: count_documents(p, one_doc_per_line=one_doc_per_line) for g, p in corpora.items()}
+    plan = plan_languages(
+        {g: int(c.sum()) for g, c in counts.items()},
+        alpha,
+        total_sentences=total_sentences,
+        documents={g: len(c) for g, c in counts.items()},
+    )
+    rng = np.random.default_rng(seed)
+    docs = iter_multilingual_documents(corpora, plan, rng, one_doc_per_line=one_doc_per_line)
+    return (doc.sentences for doc in docs)
 
 
 # ------------------------------------------------------------------- stdlib corpus
@@ -486,7 +529,12 @@ def _module_documents(root: Path) -> Iterator[list[str]]:
                 tree = ast.parse((Path(dirpath) / name).read_text(encoding="utf-8"))
             except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
                 continue
-            yield [s for ds in _docstrings(tree) for para in _paragraphs(ds) for s in split_sentences(para)]
+            yield [
+                s
+                for ds in _docstrings(tree)
+                for para in _paragraphs(ds)
+                for s in split_sentences(para)
+            ]
 
 
 def _pydoc_topic_documents() -> Iterator[list[str]]:
@@ -518,15 +566,18 @@ def write_stdlib_corpus(path: str | os.PathLike[str]) -> Path:
     """Write :func:`stdlib_corpus` as a ``.txt`` corpus (one sentence a line, blank line
     between documents), atomically; returns the path.
 
+    An identical existing file is left untouched, so its mtime (part of the shard
+    cache key) stays the same from run to run.
+
     >>> write_stdlib_corpus("/tmp/stdlib.txt")  # doctest: +SKIP
     PosixPath('/tmp/stdlib.txt')
     """
     path = Path(path)
+    data = "".join("\n".join(doc) + "\n\n" for doc in stdlib_corpus()).encode("utf-8")
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for doc in stdlib_corpus():
-            f.write("\n".join(doc))
-            f.write("\n\n")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path

@@ -165,7 +165,7 @@ class PretrainBatches:
         batches = []
         for s in range(0, n, self.batch_size):
             idx = list(range(s, min(n, s + self.batch_size)))
-            batches.append(self._mask(inst.get(idx), [(-1, i) for i in idx]))
+            batches.append(self._mask(inst.get(idx), [(1_000_000, i) for i in idx]))
         return batches
 
 

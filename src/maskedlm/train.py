@@ -113,12 +113,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
-    """Linear warmup to the peak, then linear decay to zero at ``total``."""
+def linear_schedule(warmup: int, total: int,
+                    progress: Callable[[], float] | None = None) -> Callable[[int], float]:
+    """Linear warmup to the peak, then linear decay to zero at ``total``.
+
+    With ``progress`` (the used share of a wall-clock budget), the decay follows
+    whichever runs out first, steps or time, as in cramming (Geiping & Goldstein 2023).
+    """
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
+        frac = (step - warmup) / max(1, total - warmup)
+        if progress is not None:
+            frac = max(frac, progress())
+        return max(0.0, 1.0 - frac)
     return f
 
 
@@ -253,7 +261,10 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                                   betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                   fused=di.device.type == "cuda")
     warmup = int(cfg.warmup_ratio * cfg.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup, cfg.max_steps))
+    t_start = time.perf_counter()
+    time_used = (lambda: (time.perf_counter() - t_start) / cfg.max_time) if cfg.max_time > 0 else None
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_schedule(warmup, cfg.max_steps, time_used))
     start = 0
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -279,7 +290,6 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     record: dict[str, Any] = {}
     window = {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
               "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0}
-    t_start = time.perf_counter()
     prefetch = Prefetcher(source, start, cfg.max_steps)
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and di.is_main),
                desc="pretrain", unit="step", dynamic_ncols=True)

@@ -1,0 +1,196 @@
+"""``maskedlm finetune {classify,pair,tag,spans}``, ``evaluate`` and ``predict``.
+
+The main CLI calls :func:`register`; handlers raise ``MaskedLMError`` for user errors
+(exit code 2) and return an exit status.
+
+>>> from maskedlm.cli import main
+>>> main(["predict", "runs/ner", "Jane Villanueva of United Airlines", "--json"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from maskedlm.errors import MaskedLMError
+
+
+def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
+    p.add_argument("--model", required=True, help="our checkpoint/run or a Hugging Face BERT dir")
+    p.add_argument("--train", required=True)
+    p.add_argument("--dev", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--head-lr", type=float, default=None, help="learning rate of the task head")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=256, help="subwords per sequence")
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--clip-grad", type=float, default=1.0)
+    p.add_argument("--freeze", default="none", metavar="{none,embeddings,bottom:K,encoder}",
+                   help="what stays fixed: nothing; the embeddings; embeddings + bottom K layers; "
+                        "the whole encoder (head only: for very little labelled data)")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between dev evaluations (0: each epoch)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many evaluations without dev improvement (0: never)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout in the task head")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-column", default=None, help="name or 0-based index")
+    p.add_argument("--pair-column", default=None)
+    p.add_argument("--label-column", default=None)
+    p.add_argument("--no-header", action="store_true", help="the table has no header row")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``finetune``, ``evaluate`` and ``predict`` to the main parser."""
+    ft = sub.add_parser("finetune", help="fine-tune an encoder on a task")
+    fsub = ft.add_subparsers(dest="task", required=True, metavar="TASK")
+    for kind, text in (("classify", "sentence classification from [CLS]"),
+                       ("pair", "sentence-pair classification from [CLS]")):
+        p = fsub.add_parser(kind, help=text)
+        _common(p)
+        _columns(p)
+        p.set_defaults(func=run_finetune)
+    p = fsub.add_parser("tag", help="per-token tagging (BIO NER, POS) from CoNLL / CoNLL-U")
+    _common(p)
+    p.add_argument("--label-subwords", choices=["all", "first"], default="all")
+    p.add_argument("--viterbi", action=argparse.BooleanOptionalAction, default=True,
+                   help="BIO-constrained Viterbi decoding (entity tag sets only)")
+    p.set_defaults(func=run_finetune)
+    p = fsub.add_parser("spans", help="span-based (nested) NER from JSONL spans or CoNLL BIO")
+    _common(p)
+    p.add_argument("--max-span-length", type=int, default=8, help="words")
+    p.add_argument("--span-repr", choices=["boundary", "mean", "attention"], default="attention")
+    p.add_argument("--flat", action="store_true", help="remove overlapping spans (flat NER)")
+    p.add_argument("--null-weight", type=float, default=1.0, help="loss weight of NULL spans")
+    p.add_argument("--null-sample", type=float, default=1.0,
+                   help="fraction of NULL spans kept per training batch")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="entity when 1 - p(NULL) >= this (default: argmax)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="after training, pick the NULL threshold with the best dev F1 and save it")
+    p.set_defaults(func=run_finetune, head_lr_default=5e-4)
+
+    p = sub.add_parser("evaluate", help="metrics of a fine-tuned run on a labelled file")
+    p.add_argument("run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--viterbi", action=argparse.BooleanOptionalAction, default=None,
+                   help="tag: BIO-constrained Viterbi or argmax decoding (default: as trained)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="spans: entity when 1 - p(NULL) >= this (overrides the saved one)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("predict", help="labels or entities of a fine-tuned run")
+    p.add_argument("run")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--pair", action="append", default=None,
+                   help="second sentence for a pair run (once per TEXT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_predict)
+
+
+def _task_options(a: argparse.Namespace) -> dict[str, Any]:
+    if a.task in ("classify", "pair"):
+        cols = {"text_column": a.text_column, "pair_column": a.pair_column,
+                "label_column": a.label_column, "header": not a.no_header}
+        return {"columns": {k: v for k, v in cols.items() if v is not None}, "dropout": a.dropout}
+    if a.task == "tag":
+        return {"label_subwords": a.label_subwords, "viterbi": a.viterbi, "dropout": a.dropout}
+    return {"max_span_length": a.max_span_length, "span_repr": a.span_repr, "flat": a.flat,
+            "null_weight": a.null_weight, "null_sample": a.null_sample,
+            "threshold": a.threshold, "dropout": a.dropout}
+
+
+def run_finetune(a: argparse.Namespace) -> int:
+    from maskedlm.tasks.finetune import FinetuneConfig, finetune, make_task
+
+    task = make_task(a.task, **_task_options(a))
+    cfg = FinetuneConfig(
+        epochs=a.epochs, lr=a.lr, head_lr=a.head_lr or getattr(a, "head_lr_default", None),
+        batch_size=a.batch_size, max_length=a.max_length, warmup_ratio=a.warmup_ratio,
+        weight_decay=a.weight_decay, clip_grad=a.clip_grad, freeze=a.freeze,
+        eval_every=a.eval_every, patience=a.patience, seed=a.seed, train_limit=a.train_limit,
+        progress=not a.no_progress, device=a.device)
+    summary = finetune(task, a.model, a.train, a.dev, a.out, cfg)
+    dev = {k: v for k, v in summary["best"].get("dev", {}).items() if k != "per_type"}
+    if getattr(a, "calibrate", False):
+        if not a.dev:
+            raise MaskedLMError("--calibrate needs --dev")
+        dev["calibration"] = _calibrate(a.out, a.dev)
+    print(json.dumps({"out": summary["out"], "task": summary["task"], "steps": summary["steps"],
+                      "best_step": summary["best"]["step"], "dev": dev,
+                      "train_examples_per_s": summary["train_examples_per_s"]}))
+    return 0
+
+
+def _calibrate(run: str, dev: str) -> dict[str, Any]:
+    """Choose the spans NULL threshold on dev and store it in the run's task.json."""
+    from maskedlm.checkpoint import atomic_write_text
+    from maskedlm.tasks.finetune import TASK_FILE, load_task
+
+    m = load_task(run)
+    result = m.task.calibrate(m.model, m.task.read(dev), m.tokenizer, m.max_length,  # type: ignore[attr-defined]
+                              m.batch_size)
+    meta_file = m.path / TASK_FILE  # type: ignore[operator]
+    meta = json.loads(meta_file.read_text())
+    meta["options"]["threshold"] = result["threshold"]
+    meta["calibration"] = result
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+    return result
+
+
+def run_evaluate(a: argparse.Namespace) -> int:
+    from maskedlm.tasks.finetune import load_task
+
+    m = load_task(a.run)
+    m.batch_size = a.batch_size
+    if a.viterbi is not None and m.task.kind == "tag":
+        m.task.viterbi = a.viterbi  # type: ignore[attr-defined]
+    if a.threshold is not None:
+        if m.task.kind != "spans":
+            raise MaskedLMError(f"--threshold applies to spans runs, {a.run} is {m.task.kind}")
+        m.task.threshold = a.threshold  # type: ignore[attr-defined]
+    metrics = m.evaluate(a.data)
+    if a.json:
+        print(json.dumps(metrics))
+        return 0
+    for k, v in metrics.items():
+        if k == "per_type":
+            for t, row in v.items():
+                print(f"  {t:<12} p={row['precision']:.4f} r={row['recall']:.4f} "
+                      f"f1={row['f1']:.4f} n={row['support']}")
+        else:
+            print(f"{k:<13} {v:.4f}" if isinstance(v, float) else f"{k:<13} {v}")
+    return 0
+
+
+def run_predict(a: argparse.Namespace) -> int:
+    from maskedlm.tasks.finetune import load_task
+
+    m = load_task(a.run)
+    inputs: list[Any] = list(a.text)
+    if m.task.kind == "pair":
+        if not a.pair or len(a.pair) != len(a.text):
+            raise MaskedLMError("predict: a pair run needs one --pair per TEXT")
+        inputs = list(zip(a.text, a.pair, strict=True))
+    for x, result in zip(inputs, m.predict_many(inputs), strict=True):
+        if a.json:
+            print(json.dumps(result))
+        elif "label" in result:
+            print(f"{result['label']}\t{result['score']:.4f}\t{x}")
+        elif "entities" in result:
+            ents = ", ".join(f"{e['text']} [{e['label']} {e['score']:.2f}]" for e in result["entities"])
+            print(f"{x}\n    -> {ents or '(none)'}")
+        else:
+            print(" ".join(f"{w}/{t}" for w, t in zip(result["words"], result["tags"], strict=True)))
+    return 0

@@ -1,0 +1,320 @@
+"""The one fine-tuning loop, the run directory, and ``load_task`` to use a run.
+
+A run directory is a checkpoint ``maskedlm.load`` reads (``config.json``,
+``model.safetensors`` in the Hugging Face layout, tokenizer files) plus the task:
+``task.json`` (kind, labels, options, max length, best dev metrics) and
+``head.safetensors``. ``metrics.jsonl`` logs every evaluation.
+
+>>> from maskedlm.tasks import load_task
+>>> m = load_task("runs/ner")  # doctest: +SKIP
+>>> m.predict("Jane Villanueva of United Airlines Holding discussed the merger.")  # doctest: +SKIP
+[{'words': [...], 'tags': [...], 'entities': [{'start': 0, 'end': 2, 'label': 'PER', ...}]}]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from maskedlm.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_write_dir,
+    load_model,
+    to_hf_state_dict,
+)
+from maskedlm.errors import MaskedLMError
+from maskedlm.heads import BertForPreTraining
+from maskedlm.tasks.classify import ClassifyTask
+from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
+from maskedlm.tasks.spans import SpanTask
+from maskedlm.tasks.tag import TagTask
+from maskedlm.tokenizer import Tokenizer
+
+TASK_FILE = "task.json"
+HEAD_FILE = "head.safetensors"
+METRICS_FILE = "metrics.jsonl"
+KINDS = ("classify", "pair", "tag", "spans")
+
+
+@dataclass
+class FinetuneConfig:
+    """Optimisation settings; CLI flags map one to one onto the fields.
+
+    Defaults follow Devlin et al. (2019, appendix A.3): AdamW, lr in {2,3,5}e-5, batch
+    32, linear decay after a 10% warm-up, weight decay 0.01.
+    """
+
+    epochs: float = 3.0
+    lr: float = 5e-5
+    head_lr: float | None = None  # None: same as lr
+    batch_size: int = 32
+    max_length: int = 256
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    clip_grad: float = 1.0
+    freeze: str = "none"  # none | embeddings | bottom:K | encoder
+    eval_every: int = 0  # steps; 0 = once per epoch
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never
+    eval_batch_size: int = 64
+    seed: int = 0
+    train_limit: int | None = None
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "lr", "batch_size", "max_length", "eval_batch_size"):
+            if not getattr(self, name) > 0:
+                raise MaskedLMError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.max_length < 4:
+            raise MaskedLMError(f"--max-length {self.max_length} leaves no room for text")
+        parse_freeze(self.freeze)
+
+
+def parse_freeze(spec: str) -> int | None:
+    """Layers to freeze below the top: None = nothing, -1 = embeddings only, K, or 'all'."""
+    if spec == "none":
+        return None
+    if spec == "embeddings":
+        return 0
+    if spec == "encoder":
+        return 10**6
+    if spec.startswith("bottom:") and spec[7:].isdigit():
+        return int(spec[7:])
+    raise MaskedLMError(f"--freeze must be none, embeddings, bottom:K or encoder, got {spec!r}")
+
+
+def apply_freeze(model: TaskModel, spec: str) -> int:
+    """Freeze the embeddings and the bottom K layers; returns the trainable parameter count."""
+    k = parse_freeze(spec)
+    if model.encoder.pooler is not None:  # heads read the last layer's [CLS], not the pooler
+        model.encoder.pooler.requires_grad_(False)
+    if k is not None:
+        model.encoder.embeddings.requires_grad_(False)
+        for layer in model.encoder.encoder.layer[:k]:
+            layer.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def make_task(kind: str, labels: list[str] | None = None, **options: Any) -> Task:
+    """A task object by name.
+
+    >>> make_task("tag", label_subwords="first").kind
+    'tag'
+    """
+    if kind in ("classify", "pair"):
+        opts = {k: v for k, v in options.items() if k != "pair"}
+        return ClassifyTask(pair=kind == "pair", labels=labels, **opts)
+    if kind == "tag":
+        return TagTask(labels=labels, **options)
+    if kind == "spans":
+        return SpanTask(labels=labels, **options)
+    raise MaskedLMError(f"unknown task {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+# ----------------------------------------------------------------------------- run directory
+def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, tok: Tokenizer,
+             task: Task, cfg: FinetuneConfig, metrics: dict[str, Any], history: list[dict]) -> Path:
+    """Write the run directory atomically (a killed process leaves the old one intact)."""
+    def write(tmp: Path) -> None:
+        pretrained.config.save(tmp / CONFIG_NAME)
+        save_file(to_hf_state_dict(pretrained), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        tok.save(tmp)
+        save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
+                  str(tmp / HEAD_FILE))
+        meta = {"task": task.kind, "labels": task.labels, "options": task.options(),
+                "max_length": cfg.max_length, "metrics": metrics, "finetune": asdict(cfg)}
+        (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+    return atomic_write_dir(Path(out), write)
+
+
+class TaskPredictor:
+    """A fine-tuned run, ready to predict and evaluate; plain Python in and out."""
+
+    def __init__(self, model: TaskModel, tok: Tokenizer, task: Task, max_length: int,
+                 path: Path | None = None, batch_size: int = 64) -> None:
+        self.model = model.eval()
+        self.tokenizer = tok
+        self.task = task
+        self.max_length = max_length
+        self.path = path
+        self.batch_size = batch_size
+
+    def predict(self, inputs: Any) -> Any:
+        """One input (a string, a word list, or a (text, pair) tuple) or a list of them.
+
+        >>> m.predict("a gripping , funny film")  # doctest: +SKIP
+        {'label': '1', 'score': 0.97, 'probs': {'0': 0.03, '1': 0.97}}
+        """
+        single = isinstance(inputs, str | tuple) or (
+            isinstance(inputs, list) and inputs and all(isinstance(w, str) for w in inputs)
+            and self.task.kind in ("tag", "spans"))
+        out = self.predict_many([inputs] if single else list(inputs))
+        return out[0] if single else out
+
+    def predict_many(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        """One result per input, always a list.
+
+        >>> m.predict_many(["Jane runs.", "Bob walks."])  # doctest: +SKIP
+        """
+        return self.task.predict(self.model, inputs, self.tokenizer, self.max_length,
+                                 self.batch_size)
+
+    def evaluate(self, path: str | Path) -> dict[str, Any]:
+        """Metrics on a labelled file in the training format.
+
+        >>> m.evaluate("conll2003/dev.txt")["f1"]  # doctest: +SKIP
+        """
+        examples = self.task.read(str(path))
+        return self.task.evaluate(self.model, examples, self.tokenizer, self.max_length,
+                                  self.batch_size)
+
+
+def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredictor:
+    """Load a run directory written by :func:`finetune`.
+
+    >>> m = load_task("runs/ner")  # doctest: +SKIP
+    """
+    path = Path(path)
+    meta_file = path / TASK_FILE
+    if not meta_file.is_file():
+        raise MaskedLMError(f"{path}: no task head ({TASK_FILE}); not a fine-tuned run directory")
+    try:
+        meta = json.loads(meta_file.read_text())
+        task = make_task(meta["task"], labels=meta["labels"], **meta.get("options", {}))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise MaskedLMError(f"{meta_file}: corrupt task file ({type(e).__name__}: {e})") from None
+    pretrained, ckpt = load_model(path)
+    tok = Tokenizer.load(ckpt)
+    model = TaskModel(pretrained.bert, task.make_head(pretrained.config))
+    if not (path / HEAD_FILE).is_file():
+        raise MaskedLMError(f"{path}: no {HEAD_FILE}; the run has no trained task head")
+    try:
+        model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+    except RuntimeError as e:
+        raise MaskedLMError(f"{path / HEAD_FILE}: does not fit {TASK_FILE} "
+                            f"({str(e).splitlines()[0][:100]})") from None
+    return TaskPredictor(model.to(device), tok, task, int(meta.get("max_length", 256)), path)
+
+
+# ----------------------------------------------------------------------------- the loop
+def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm (Devlin et al. 2019), head lr apart."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            key = (name.startswith("head."), p.ndim < 2)
+            groups.setdefault(key, []).append(p)
+    return torch.optim.AdamW(
+        [{"params": ps, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+          "lr": (cfg.head_lr or cfg.lr) if is_head else cfg.lr}
+         for (is_head, no_decay), ps in groups.items()], lr=cfg.lr)
+
+
+def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | Path | None,
+             out: str | Path, cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune an encoder (ours or a Hugging Face BERT dir) on ``train``; keep the best
+    dev checkpoint in ``out``. Returns a summary (best dev metrics, speed).
+
+    >>> finetune(make_task("tag"), "minilm/", "conll/train.txt", "conll/dev.txt", "runs/ner",
+    ...          FinetuneConfig(epochs=2))  # doctest: +SKIP
+    """
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train_ex = task.read(str(train))
+    if cfg.train_limit:
+        train_ex = [train_ex[i] for i in sorted(rng.permutation(len(train_ex))[:cfg.train_limit])]
+    dev_ex = task.read(str(dev)) if dev else None
+    task.fit_labels(train_ex)
+    pretrained, ckpt = load_model(model_path)
+    tok = Tokenizer.load(ckpt)
+    if tok.vocab_size > pretrained.config.vocab_size:
+        raise MaskedLMError(f"{ckpt}: tokenizer has {tok.vocab_size} tokens but the embedding "
+                            f"table {pretrained.config.vocab_size}")
+    max_length = min(cfg.max_length, pretrained.config.max_position_embeddings)
+    feats = task.featurize(train_ex, tok, max_length)
+    if dev_ex is not None:
+        task.featurize(dev_ex, tok, max_length)  # fail now on unknown dev labels, not after an epoch
+    model = TaskModel(pretrained.bert, task.make_head(pretrained.config)).to(cfg.device)
+    n_trainable = apply_freeze(model, cfg.freeze)
+    if not n_trainable:
+        raise MaskedLMError("--freeze leaves nothing to train")
+    opt = _optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
+    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    warmup = int(cfg.warmup_ratio * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    eval_every = cfg.eval_every or steps_per_epoch
+    cfg.max_length = max_length
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    bad_evals, step, seen, train_time = 0, 0, 0, 0.0
+    lengths = [len(f["input_ids"]) for f in feats]
+    bar = _progress(total, cfg.progress)
+
+    def evaluate_and_keep() -> bool:
+        """Evaluate on dev, save when it is the best so far; False means stop early."""
+        nonlocal best, bad_evals
+        record: dict[str, Any] = {"step": step, "epoch": round(step / steps_per_epoch, 3),
+                                  "train_loss": round(running / max(1, n_running), 5),
+                                  "train_examples_per_s": round(seen / max(train_time, 1e-9), 2)}
+        if dev_ex is not None:
+            metrics = task.evaluate(model, dev_ex, tok, max_length, cfg.eval_batch_size)
+            record["dev"] = {k: v for k, v in metrics.items() if k != "per_type"}
+        history.append(record)
+        if cfg.progress:
+            bar.write(json.dumps(record))
+        score = record.get("dev", {}).get(task.metric)
+        if best is None or score is None or score > best["dev"][task.metric]:
+            best = {**record, "dev": metrics if dev_ex is not None else {}}
+            save_run(out, pretrained, model, tok, task, cfg, best, history)
+            bad_evals = 0
+            return True
+        bad_evals += 1
+        return not (cfg.patience and bad_evals >= cfg.patience)
+
+    model.train()
+    running, n_running, stop = 0.0, 0, False
+    while step < total and not stop:
+        for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
+            t0 = time.perf_counter()
+            batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id, rng), model.device)
+            loss = task.loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            opt.step()
+            sched.step()
+            train_time += time.perf_counter() - t0
+            step, seen = step + 1, seen + len(idx)
+            running, n_running = running + float(loss.detach()), n_running + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{running / n_running:.4f}", refresh=False)
+            if step % eval_every == 0 or step == total:
+                stop = not evaluate_and_keep()
+                running, n_running = 0.0, 0
+            if stop or step >= total:
+                break
+    bar.close()
+    assert best is not None
+    return {"out": str(out), "task": task.kind, "steps": step, "best": best,
+            "train_examples_per_s": round(seen / max(train_time, 1e-9), 2),
+            "trainable_parameters": n_trainable}
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc="fine-tune", dynamic_ncols=True)

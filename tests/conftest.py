@@ -1,0 +1,52 @@
+"""Shared tiny fixtures: a synthetic corpus, a WordPiece tokenizer and prepared shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+WORDS = ("the cat dog bird sat ran flew over under near house garden river tree small big "
+         "quick slow red green blue happy sad morning evening walked jumped looked found "
+         "unbelievable wonderful extraordinary a an and but because while when then").split()
+
+
+def write_corpus(path: Path, n_docs: int = 60, seed: int = 0) -> Path:
+    """Documents separated by blank lines, one sentence per line."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for _ in range(n_docs):
+        sents = []
+        for _ in range(int(rng.integers(3, 9))):
+            words = rng.choice(WORDS, size=int(rng.integers(5, 14)))
+            sents.append(" ".join(words).capitalize() + ".")
+        docs.append("\n".join(sents))
+    path.write_text("\n\n".join(docs) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """{'corpus', 'tokenizer', 'shards'} for a 60-document synthetic corpus."""
+    from maskedlm.corpus import iter_documents
+    from maskedlm.shards import prepare_shards
+    from maskedlm.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = write_corpus(root / "corpus.txt")
+    tok = train_tokenizer(iter_documents([str(corpus)]), vocab_size=150, show_progress=False)
+    tok.save(root / "tok")
+    shards = prepare_shards([str(corpus)], root / "tok", root / "shards", show_progress=False,
+                            valid_fraction=0.1)
+    return {"corpus": corpus, "tokenizer": root / "tok", "shards": shards}
+
+
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"needs ../shared/data/{name} beside the repository")
+    return path

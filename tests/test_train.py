@@ -1,0 +1,114 @@
+"""The training loop: resume, accumulation, data parallelism, NaN handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskedlm.errors import MaskedLMError
+from maskedlm.pretrain import PretrainBatches, PretrainOptions, pretrain
+from maskedlm.train import TrainConfig
+
+
+def opts(data, out, **kw) -> PretrainOptions:
+    train_kw = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    tcfg = TrainConfig(**{"max_steps": 6, "batch_size": 4, "log_every": 1, "progress": False,
+                          "lr": 2e-3, **train_kw})
+    return PretrainOptions(data=str(data), out=str(out), size="tiny", seq_len=32,
+                           eval_sequences=8, device="cpu", train=tcfg, **kw)
+
+
+def losses(out: Path) -> list[tuple[int, float]]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in lines if "loss" in r]
+
+
+@pytest.mark.parametrize("recipe", ["spanbert", "bert", "roberta"])
+def test_pretrain_logs_and_learns(tiny_data, tmp_path, recipe):
+    rec = pretrain(opts(tiny_data["shards"], tmp_path / "run", recipe=recipe, max_steps=30,
+                        lr=5e-3))
+    log = losses(tmp_path / "run")
+    assert [s for s, _ in log] == list(range(1, 31))
+    assert log[-1][1] < log[0][1]
+    assert 0.0 <= rec["eval_mlm_accuracy"] <= 1.0 and rec["eval_perplexity"] > 1.0
+    keys = set(json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[0]))
+    assert {"step", "loss", "mlm_loss", "lr", "tokens_per_s"} <= keys
+    assert ("sbo_loss" in keys) == (recipe == "spanbert")
+    assert ("nsp_loss" in keys) == (recipe == "bert")
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    pretrain(opts(tiny_data["shards"], full, save_every=3))
+    killed = tmp_path / "killed"
+    real = PretrainBatches.step_batches
+
+    def crash_at_step_4(self, step):
+        if step == 4:  # the process dies after the step-3 checkpoint
+            raise KeyboardInterrupt
+        return real(self, step)
+
+    monkeypatch.setattr(PretrainBatches, "step_batches", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(opts(tiny_data["shards"], killed, save_every=3))
+    monkeypatch.setattr(PretrainBatches, "step_batches", real)
+    assert [s for s, _ in losses(killed)][-1] == 3 or len(losses(killed)) >= 3
+    pretrain(opts(tiny_data["shards"], killed, save_every=3, resume=True))
+    assert losses(killed) == losses(full)
+
+
+def test_grad_accumulation_equals_one_big_batch(tiny_data, tmp_path):
+    pretrain(opts(tiny_data["shards"], tmp_path / "big", batch_size=8, dropout=0.0))
+    pretrain(opts(tiny_data["shards"], tmp_path / "acc", batch_size=4, grad_accum=2, dropout=0.0))
+    for (s1, a), (s2, b) in zip(losses(tmp_path / "big"), losses(tmp_path / "acc"), strict=True):
+        assert s1 == s2 and a == pytest.approx(b, rel=1e-4)
+
+
+def test_resume_without_checkpoint_is_a_user_error(tiny_data, tmp_path):
+    with pytest.raises(MaskedLMError, match="no checkpoint"):
+        pretrain(opts(tiny_data["shards"], tmp_path / "none", resume=True))
+
+
+def test_seq_len_beyond_position_table(tiny_data, tmp_path):
+    from maskedlm.checkpoint import save_checkpoint
+    from maskedlm.config import ModelConfig
+    from maskedlm.heads import BertForPreTraining
+    from maskedlm.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tiny_data["tokenizer"])
+    cfg = ModelConfig.from_name("tiny", vocab_size=tok.vocab_size, max_position_embeddings=64)
+    save_checkpoint(tmp_path / "ck", BertForPreTraining(cfg), tok)
+    o = opts(tiny_data["shards"], tmp_path / "r", init=str(tmp_path / "ck"))
+    o.seq_len = 100
+    with pytest.raises(MaskedLMError, match="position table"):
+        pretrain(o)
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(MaskedLMError, match="NaN"):
+        pretrain(opts(tiny_data["shards"], tmp_path / "nan", lr=1e30, max_steps=20, warmup_ratio=0.0))
+    assert not (tmp_path / "nan/checkpoint").exists()
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_matches_single_process(tiny_data, tmp_path):
+    common = ["pretrain", "--data", str(tiny_data["shards"]), "--size", "tiny", "--seq-len", "32",
+              "--max-steps", "4", "--log-every", "1", "--dropout", "0", "--device", "cpu",
+              "--no-progress", "--eval-sequences", "8", "--lr", "2e-3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "maskedlm.cli", *common, "--batch-size", "8",
+                             "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29533", "-m", "maskedlm.cli", *common, "--batch-size", "4",
+                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert len(one) == len(two) == 4
+    for (s1, a), (s2, b) in zip(one, two, strict=True):
+        assert s1 == s2 and a == pytest.approx(b, rel=1e-4)
