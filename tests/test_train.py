@@ -112,3 +112,33 @@ def test_two_process_torchrun_matches_single_process(tiny_data, tmp_path):
     assert len(one) == len(two) == 4
     for (s1, a), (s2, b) in zip(one, two, strict=True):
         assert s1 == s2 and a == pytest.approx(b, rel=1e-4)
+
+
+@pytest.mark.data
+def test_multilingual_sampling_on_real_sentences(tmp_path, capsys):
+    from conftest import shared_data
+
+    from maskedlm.cli import main
+
+    root = shared_data("multilingual_text")
+    langs = ["en", "fr", "fi", "de", "cy", "wo"]
+    corpus = []
+    for lang in langs:
+        corpus += ["--corpus", f"{lang}={root / (lang + '.txt')}"]
+    code = main(["pretrain", *corpus, "--one-doc-per-line", "--vocab-size", "2000",
+                 "--out", str(tmp_path / "ml"), "--max-steps", "2", "--batch-size", "4",
+                 "--seq-len", "32", "--no-progress", "--eval-sequences", "4"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "languages (p = share of sentences" in err
+    run = json.loads((tmp_path / "ml/run.json").read_text())
+    shares = run["languages"]["languages"]
+    assert set(shares) == set(langs)
+    p = {k: v["p"] for k, v in shares.items()}
+    q = {k: v["q"] for k, v in shares.items()}
+    assert sum(p.values()) == pytest.approx(1.0) and sum(q.values()) == pytest.approx(1.0)
+    z = sum(v ** 0.3 for v in p.values())
+    for k in langs:
+        assert q[k] == pytest.approx(p[k] ** 0.3 / z, abs=1e-5)
+    smallest = min(p, key=p.get)
+    assert q[smallest] > p[smallest]  # low-resource languages are upweighted

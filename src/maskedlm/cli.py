@@ -75,13 +75,16 @@ def run_pretrain(a: argparse.Namespace) -> int:
     from maskedlm.train import TrainConfig
 
     default_job = not (a.data or a.corpus or a.init)
-    max_steps = a.max_steps or (600 if default_job else 1000)
+    # The embedded default trains for a fixed wall-clock budget (the LR schedule follows
+    # it), so it takes about 3 minutes whatever the machine.
+    max_steps = a.max_steps or (3000 if default_job else 1000)
+    max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
     lr = a.lr or (1e-3 if a.size in ("tiny", "mini") else 5e-4)
     tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size, grad_accum=a.grad_accum,
                        lr=lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio,
                        clip_grad=a.clip_grad, precision=a.precision, seed=a.seed,
                        log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
-                       max_time=a.max_time, progress=not a.no_progress)
+                       max_time=max_time, progress=not a.no_progress)
     opts = PretrainOptions(
         recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,

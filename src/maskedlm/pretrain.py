@@ -102,18 +102,21 @@ class PretrainBatches:
         self.batch_size, self.grad_accum, self.seed, self.di = batch_size, grad_accum, seed, di
         self.eval_sequences = eval_sequences
         self.unigram = shards.unigram_probs() if masking.random_source == "unigram" else None
-        self._epoch: tuple[int, InstanceSet, np.ndarray] | None = None
-        first = self._instances(0)[0]
-        if len(first) == 0:
+        self._epochs: dict[int, tuple[InstanceSet, np.ndarray]] = {}
+        # Epoch length is fixed by epoch 0 (bert pairs vary slightly between epochs).
+        self.epoch_len = len(self._instances(0)[0])
+        if self.epoch_len == 0:
             raise MaskedLMError(f"{shards.path}: no training sequences could be built")
 
     def _instances(self, epoch: int) -> tuple[InstanceSet, np.ndarray]:
-        if self._epoch is None or self._epoch[0] != epoch:
+        if epoch not in self._epochs:
             rng = np.random.default_rng([self.seed, epoch, 1])
             inst = build_instances(self.shards, "train", self.recipe, self.seq_len, rng)
             perm = np.random.default_rng([self.seed, epoch, 2]).permutation(len(inst))
-            self._epoch = (epoch, inst, perm)
-        return self._epoch[1], self._epoch[2]
+            self._epochs[epoch] = (inst, perm)
+            for old in [e for e in self._epochs if e < epoch - 1]:  # keep two epochs
+                del self._epochs[old]
+        return self._epochs[epoch]
 
     def _mask(self, batch: Batch, keys: list[tuple[int, int]]) -> Batch:
         rows = []
@@ -143,9 +146,8 @@ class PretrainBatches:
             base = step * per_step + m * B * W + self.di.rank * B
             keys, idx = [], []
             for g in range(base, base + B):
-                n = len(self._instances(0)[0])
-                epoch, pos = divmod(g, n)
-                inst, perm = self._instances(epoch)
+                epoch, pos = divmod(g, self.epoch_len)
+                _, perm = self._instances(epoch)
                 keys.append((epoch, int(perm[pos % len(perm)])))
                 idx.append(keys[-1][1])
             epoch = keys[0][0]
@@ -290,9 +292,15 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
                     "parameters": sum(p.numel() for p in model.parameters())}
         (out / "run.json").write_text(json.dumps(run_info, indent=2, default=str) + "\n")
         print(f"pretrain: recipe {opts.recipe}, {run_info['parameters'] / 1e6:.1f}M parameters, "
-              f"{len(source._instances(0)[0])} sequences of <= {opts.seq_len} tokens, "
+              f"{source.epoch_len} sequences of <= {opts.seq_len} tokens, "
               f"world size {di.world_size}, data ready in {time.perf_counter() - t0:.1f}s",
               file=sys.stderr)
+        langs = (shards.meta.get("languages") or {}).get("languages", {})
+        if len(langs) > 1:
+            print("languages (p = share of sentences, q = sampling share, alpha "
+                  f"{shards.meta['languages'].get('alpha')}): "
+                  + ", ".join(f"{k} p={v['p']:.3f} q={v['q']:.3f}" for k, v in langs.items()),
+                  file=sys.stderr)
 
     def save(m: torch.nn.Module, state: dict[str, Any]) -> None:
         save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,

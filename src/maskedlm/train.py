@@ -287,6 +287,9 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                 record.update(evaluate(model, eval_batches, di.device, cfg.precision))
             save(model, state(step))
 
+    if start == 0 and cfg.eval_every and di.is_main and eval_batches:
+        # the starting point, e.g. for continued pretraining from --init
+        log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
     window = {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
               "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0}
