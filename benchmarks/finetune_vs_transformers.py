@@ -108,7 +108,8 @@ def run_transformers(a: argparse.Namespace) -> dict:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr,
+                            fused=True)  # Trainer's default optim with torch >= 2.8
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
     gen = torch.Generator().manual_seed(a.seed)
     model.train()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskedlm.config import ModelConfig
-from maskedlm.model import BertModel, Pooler, activation, init_weights
+from maskedlm.model import BertModel, activation, init_weights
 
 
 class PredictionTransform(nn.Module):

@@ -30,7 +30,7 @@ from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
 from maskedlm.heads import BertForPreTraining
 from maskedlm.instances import InstanceSet, build_instances
-from maskedlm.masking import MaskedBatch, MaskingConfig, mask_batch
+from maskedlm.masking import MaskingConfig, mask_batch
 from maskedlm.shards import ShardSet
 from maskedlm.tokenizer import Tokenizer
 from maskedlm.train import Batch, DistInfo, TrainConfig, train

@@ -215,10 +215,16 @@ def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
         if p.requires_grad:
             key = (name.startswith("head."), p.ndim < 2)
             groups.setdefault(key, []).append(p)
-    return torch.optim.AdamW(
-        [{"params": ps, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-          "lr": (cfg.head_lr or cfg.lr) if is_head else cfg.lr}
-         for (is_head, no_decay), ps in groups.items()], lr=cfg.lr)
+    params = [{"params": ps, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+               "lr": (cfg.head_lr or cfg.lr) if is_head else cfg.lr}
+              for (is_head, no_decay), ps in groups.items()]
+    # The fused kernel is many times faster than the per-tensor loop on CPU, where the
+    # 30k x H word-embedding update otherwise costs a good part of each step; it is
+    # also what transformers' Trainer picks by default with torch >= 2.8.
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, lr=cfg.lr)
 
 
 def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | Path | None,
