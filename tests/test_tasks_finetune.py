@@ -10,6 +10,7 @@ import torch
 from maskedlm.checkpoint import save_checkpoint
 from maskedlm.cli import main
 from maskedlm.config import ModelConfig
+from maskedlm.errors import MaskedLMError
 from maskedlm.heads import BertForPreTraining
 from maskedlm.tasks import FinetuneConfig, finetune, load_task, make_task
 from maskedlm.tasks.common import encode_words
@@ -89,6 +90,10 @@ def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_sub
     assert [(e["text"], e["label"]) for e in pred["entities"]] == [("Jane Villanueva", "PER"),
                                                                  ("Paris", "LOC")]
     assert pred["entities"][0]["start"] == 0 and pred["entities"][0]["end"] == 2
+    m.max_length = 6  # cut sentences: their entities still count, as misses
+    with pytest.warns(UserWarning, match="8 of 8 sentences exceed --max-length 6"):
+        cut = m.evaluate(ner_files / "dev.txt")
+    assert cut["recall"] < 0.9 and cut["examples"] == 8
     back = load_task(tmp_path / "run")
     assert back.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
 
@@ -151,7 +156,7 @@ def test_freeze_encoder_trains_head_only(tiny_model, ner_files, tmp_path):
 def test_unknown_dev_label_fails_before_training(tiny_model, ner_files, tmp_path):
     model_dir, _ = tiny_model
     (tmp_path / "dev.txt").write_text("jane B-ORG\n")
-    with pytest.raises(Exception, match=r"dev.txt:1: tag 'B-ORG' not seen in training"):
+    with pytest.raises(MaskedLMError, match=r"dev.txt:1: word 1 \('jane'\) has tag 'B-ORG', not seen"):
         finetune(make_task("tag"), model_dir, ner_files / "train.txt", tmp_path / "dev.txt",
                  tmp_path / "run", fast(epochs=1))
 

@@ -144,7 +144,8 @@ class TagTask:
             for w, (a, b) in enumerate(zip(enc.first, enc.last, strict=True)):
                 tag = s.tags[w]
                 if tag not in index:
-                    raise MaskedLMError(f"{s.where}: tag {tag!r} not seen in training")
+                    raise MaskedLMError(f"{s.where}: word {w + 1} ({s.words[w]!r}) has tag {tag!r}, "
+                                        "not seen in training")
                 labels[a] = index[tag]
                 if self.label_subwords == "all":
                     cont = "I-" + tag[2:] if self.bio and tag.startswith("B-") else tag
