@@ -79,7 +79,9 @@ def run_pretrain(a: argparse.Namespace) -> int:
     # it), so it takes about 3 minutes whatever the machine.
     max_steps = a.max_steps or (3000 if default_job else 1000)
     max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
-    lr = a.lr or (1e-3 if a.size in ("tiny", "mini") else 5e-4)
+    # Continued pretraining uses a lower peak rate (1e-4, as domain-adaptive pretraining,
+    # Gururangan et al. 2020); small models from scratch tolerate a higher one.
+    lr = a.lr or (1e-4 if a.init else 1e-3 if a.size in ("tiny", "mini") else 5e-4)
     tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size, grad_accum=a.grad_accum,
                        lr=lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio,
                        clip_grad=a.clip_grad, precision=a.precision, seed=a.seed,
