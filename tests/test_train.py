@@ -163,3 +163,19 @@ def test_init_with_shards_of_another_tokenizer_is_an_error(tiny_data, tmp_path):
                             show_progress=False)
     with pytest.raises(MaskedLMError, match="different tokenizer"):
         pretrain(opts(shards, tmp_path / "r", init=str(tmp_path / "ck")))
+
+
+def test_linear_schedule_by_steps_and_by_time():
+    from maskedlm.train import linear_schedule
+
+    f = linear_schedule(10, 100)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5) and f(100) == 0.0
+    used = [0.0]
+    g = linear_schedule(600, 10_000, lambda: used[0])  # time runs out long before the steps
+    used[0] = 0.03
+    assert g(5) == pytest.approx(0.5)
+    used[0] = 0.53
+    assert g(6) == pytest.approx(0.5)
+    used[0] = 1.0
+    assert g(7) == 0.0

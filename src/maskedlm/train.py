@@ -121,12 +121,13 @@ def linear_schedule(warmup: int, total: int,
     whichever runs out first, steps or time, as in cramming (Geiping & Goldstein 2023).
     """
     def f(step: int) -> float:
+        if progress is not None:  # warmup and decay over the used share of the budget
+            frac = max(step / max(1, total), progress())
+            w = max(warmup / max(1, total), 1e-6)
+            return max(1e-3, frac / w) if frac < w else max(0.0, (1.0 - frac) / (1.0 - w))
         if step < warmup:
             return (step + 1) / max(1, warmup)
-        frac = (step - warmup) / max(1, total - warmup)
-        if progress is not None:
-            frac = max(frac, progress())
-        return max(0.0, 1.0 - frac)
+        return max(0.0, 1.0 - (step - warmup) / max(1, total - warmup))
     return f
 
 
