@@ -94,6 +94,7 @@ def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_sub
     with pytest.warns(UserWarning, match="8 of 8 sentences exceed --max-length 6"):
         cut = m.evaluate(ner_files / "dev.txt")
     assert cut["recall"] < 0.9 and cut["examples"] == 8
+    m.max_length = 32
     back = load_task(tmp_path / "run")
     assert back.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
 

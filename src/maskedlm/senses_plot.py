@@ -126,9 +126,11 @@ def draw(coords: np.ndarray, labels: Sequence[str], snippets: Sequence[str], tit
         idx = np.flatnonzero(lab_arr == lab)
         ax.scatter(coords[idx, 0], coords[idx, 1], s=18, color=cmap(ci % 10),
                    label=f"{lab} ({len(idx)})")
-        # annotate the instances nearest the group's centre: its most typical contexts
-        centre = coords[idx].mean(0)
-        for j in idx[np.argsort(((coords[idx] - centre) ** 2).sum(1))][:annotate]:
+        # annotate the instance nearest the group's centre (its most typical context),
+        # then the farthest ones, so that labels do not pile up on each other
+        order = idx[np.argsort(((coords[idx] - coords[idx].mean(0)) ** 2).sum(1))]
+        picks = [order[0], *order[::-1][:annotate - 1]] if annotate > 0 else []
+        for j in list(dict.fromkeys(picks)):
             ax.annotate(snippets[j], coords[j], fontsize=6.5, alpha=0.85,
                         xytext=(4, 4), textcoords="offset points")
     ax.set_title(title)

@@ -101,9 +101,12 @@ class WordNetInventory:
         return self._cache[k]
 
     def is_known(self, key: str) -> bool:
+        return key in self._key_map()
+
+    def _key_map(self) -> dict[str, str]:
         if self._keys is None:
-            self._keys = self.wn.index_sense()  # NLTK's reader of index.sense
-        return key in self._keys
+            self._keys = self.wn.index_sense()  # NLTK's reader of index.sense: key -> "offset-pos"
+        return self._keys
 
     def analyses(self, word: str) -> list[tuple[str, str]]:
         out = []
@@ -116,10 +119,12 @@ class WordNetInventory:
         return out
 
     def definition(self, key: str) -> str:
-        try:
-            return str(self.wn.lemma_from_key(key).synset().definition())
-        except Exception:  # noqa: BLE001 - WordNetError, or a malformed key
+        # via index.sense, not lemma_from_key, which leaves a file handle open
+        found = self._key_map().get(key)
+        if found is None:
             return ""
+        offset, pos = found.split("-")
+        return str(self.wn.synset_from_pos_and_offset(pos, int(offset)).definition())
 
 
 def _open_wordnet(path: Path) -> Any:
