@@ -68,6 +68,9 @@ def test_shapes_of_every_unit(model):
     assert [s.shape[0] for s in embed_subwords(model, TEXT)] == [len(p.ids) for p in pieces]
     unit = encode(model, TEXT, normalize=True)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
+    # the thin methods on the loaded model give the same arrays
+    np.testing.assert_array_equal(model.encode(TEXT, normalize=True), unit)
+    assert all(np.array_equal(a, b) for a, b in zip(model.embed_words(TEXT), words, strict=True))
 
 
 def test_pretokenized_words_keep_their_rows(model):

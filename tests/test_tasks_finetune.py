@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import maskedlm
 from maskedlm.checkpoint import save_checkpoint
 from maskedlm.cli import main
 from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
 from maskedlm.heads import BertForPreTraining
-from maskedlm.tasks import FinetuneConfig, finetune, load_task, make_task
+from maskedlm.tasks import FinetuneConfig, TaskPredictor, finetune, load_task, make_task
 from maskedlm.tasks.common import encode_words
 from maskedlm.tokenizer import train_tokenizer
 
@@ -97,6 +98,9 @@ def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_sub
     m.max_length = 32
     back = load_task(tmp_path / "run")
     assert back.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
+    via_load = maskedlm.load(tmp_path / "run")  # the one entry point knows fine-tuned runs
+    assert isinstance(via_load, TaskPredictor)
+    assert via_load.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
 
 
 def test_spans_overfit_flat_and_round_trip(tiny_model, ner_files, tmp_path):

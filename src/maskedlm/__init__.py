@@ -9,7 +9,7 @@ from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
 
 __version__ = "0.1.0"
-__all__ = ["ModelConfig", "MaskedLMError", "MaskedLM", "load", "__version__"]
+__all__ = ["ModelConfig", "MaskedLMError", "MaskedLM", "load", "load_task", "__version__"]
 
 
 def __getattr__(name: str):
@@ -17,4 +17,7 @@ def __getattr__(name: str):
     if name in ("load", "MaskedLM"):
         from maskedlm import api
         return getattr(api, name)
+    if name == "load_task":
+        from maskedlm.tasks import load_task
+        return load_task
     raise AttributeError(name)

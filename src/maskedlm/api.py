@@ -33,6 +33,24 @@ class MaskedLM:
     def config(self):
         return self.model.config
 
+    def encode(self, texts: list[str], **kw: Any) -> np.ndarray:
+        """(N, H) sentence vectors; see :func:`maskedlm.embeddings.encode` for options.
+
+        >>> model.encode(["A cat sat.", "A dog sat."], normalize=True).shape  # doctest: +SKIP
+        (2, 384)
+        """
+        from maskedlm.embeddings import encode
+        return encode(self, texts, **kw)
+
+    def embed_words(self, sentences: list[str] | list[list[str]], **kw: Any) -> list[np.ndarray]:
+        """A (words, H) array per sentence; see :func:`maskedlm.embeddings.embed_words`.
+
+        >>> model.embed_words([["He", "sat", "on", "the", "bank"]])[0].shape  # doctest: +SKIP
+        (5, 384)
+        """
+        from maskedlm.embeddings import embed_words
+        return embed_words(self, sentences, **kw)
+
     @torch.no_grad()
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[dict[str, Any]]]:
         """For every ``[MASK]`` in ``text``, the ``top_k`` tokens with softmax scores.
@@ -56,11 +74,16 @@ class MaskedLM:
                 for srow, irow in zip(scores.tolist(), idx.tolist(), strict=True)]
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> MaskedLM:
-    """Load our checkpoint, a run directory or a Hugging Face BERT directory.
+def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Load our checkpoint, a run directory or a Hugging Face BERT directory as a
+    :class:`MaskedLM`; a fine-tuned run (with ``task.json``) as a task predictor.
 
     >>> model = load("runs/span-mini")  # doctest: +SKIP
+    >>> load("runs/ner").predict("Anna met Bob in Lima.")  # doctest: +SKIP
     """
+    if (Path(path) / "task.json").is_file():
+        from maskedlm.tasks import load_task
+        return load_task(path, device)
     model, ckpt = load_model(path)
     tokenizer = Tokenizer.load(ckpt)
     if tokenizer.vocab_size != model.config.vocab_size:
