@@ -250,8 +250,8 @@ def child_pretrain_peer(p: dict[str, Any]) -> dict[str, Any]:
     model = BertForMaskedLM(cfg).to(dev).train()
     decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim > 1]
     no_decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},  # Trainer's default:
+                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, fused=True)
     windows = []
     for w in range(r + 1):
         sync(dev)
@@ -386,7 +386,7 @@ def child_finetune_ours(p: dict[str, Any]) -> dict[str, Any]:
 
     from maskedlm.checkpoint import load_model
     from maskedlm.tasks.common import TaskModel, length_grouped_batches, to_device
-    from maskedlm.tasks.finetune import make_task
+    from maskedlm.tasks.finetune import FinetuneConfig, _optimizer, make_task
     from maskedlm.tokenizer import Tokenizer
     dev = p["device"]
     examples = finetune_examples(Path(p["data_root"]), p["task"], p["examples"])
@@ -397,7 +397,7 @@ def child_finetune_ours(p: dict[str, Any]) -> dict[str, Any]:
     feats = task.featurize(examples, tok, 128)
     torch.manual_seed(0)
     model = TaskModel(pretrained.bert, task.make_head(pretrained.config)).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
+    opt = _optimizer(model, FinetuneConfig(lr=3e-5))
     rng = np.random.default_rng(0)
     order = length_grouped_batches([len(f["input_ids"]) for f in feats], p["batch"], rng)
     windows, it = [], iter(order * (p["repeats"] + 2))
@@ -455,7 +455,7 @@ def child_finetune_peer(p: dict[str, Any]) -> dict[str, Any]:
                                                            attn_implementation="sdpa")
         collator = DataCollatorForTokenClassification(tok)
     model.to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01, fused=True)
     torch.manual_seed(0)
     perm = np.random.default_rng(0).permutation(len(feats))  # Trainer: random batches
     order = [perm[i:i + p["batch"]] for i in range(0, len(perm), p["batch"])]

@@ -113,6 +113,16 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters; CPU and CUDA), falling
+    back to the per-tensor loop where the build lacks it."""
+    kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    try:
+        return torch.optim.AdamW(param_groups(model, cfg.weight_decay), fused=True, **kw)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **kw)
+
+
 def linear_schedule(warmup: int, total: int,
                     progress: Callable[[], float] | None = None) -> Callable[[int], float]:
     """Linear warmup to the peak, then linear decay to zero at ``total``.
@@ -258,9 +268,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     di = di or DistInfo()
     model.to(di.device)
     model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                  fused=di.device.type == "cuda")
+    optimizer = make_optimizer(model, cfg, di.device)
     warmup = int(cfg.warmup_ratio * cfg.max_steps)
     t_start = time.perf_counter()
     time_used = (lambda: (time.perf_counter() - t_start) / cfg.max_time) if cfg.max_time > 0 else None
