@@ -213,13 +213,14 @@ def read_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], Path]:
 
 
 def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool | None = None,
-               config_overrides: dict[str, Any] | None = None
+               config_overrides: dict[str, Any] | None = None, warn_fresh: bool = True
                ) -> tuple[BertForPreTraining, Path]:
     """Build a :class:`BertForPreTraining` from our checkpoint or a Hugging Face BERT dir.
 
     Heads missing from the file (an MLM head for sentence encoders, the SBO head for
     a BERT checkpoint continued with the spanbert recipe) start freshly initialised,
-    with a warning that says so.
+    with a warning that says so (``warn_fresh=False`` for callers that use the encoder
+    alone, such as fine-tuning).
     """
     ckpt = resolve_checkpoint_dir(path)
     config = read_config(ckpt)
@@ -246,7 +247,7 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
     model.load_state_dict(state, strict=False)
     fresh = sorted({k.split(".")[1] for k in missing if k.startswith("cls.")}
                    | ({"pooler"} if any(k.startswith("bert.pooler.") for k in missing) else set()))
-    if fresh:
+    if fresh and warn_fresh:
         warnings.warn(f"{wfile}: no weights for the {', '.join(fresh)} head(s); "
                       "they are freshly initialised", stacklevel=2)
     return model, ckpt

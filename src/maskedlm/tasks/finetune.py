@@ -242,7 +242,7 @@ def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | P
         train_ex = [train_ex[i] for i in sorted(rng.permutation(len(train_ex))[:cfg.train_limit])]
     dev_ex = task.read(str(dev)) if dev else None
     task.fit_labels(train_ex)
-    pretrained, ckpt = load_model(model_path)
+    pretrained, ckpt = load_model(model_path, warn_fresh=False)  # the MLM head is not used
     tok = Tokenizer.load(ckpt)
     if tok.vocab_size > pretrained.config.vocab_size:
         raise MaskedLMError(f"{ckpt}: tokenizer has {tok.vocab_size} tokens but the embedding "
