@@ -136,6 +136,30 @@ def train_flops_per_token(H: int, L: int, T: int, V: int, inter: int, head_share
     return 3 * (L * layer + head_share * head)
 
 
+def timed(p: dict[str, Any], step, steps: int | None = None) -> dict[str, Any]:
+    """One warm-up window, then ``p["repeats"]`` timed windows of ``steps`` calls of
+    ``step()``, which returns the units (tokens, examples, ...) it processed."""
+    windows = []
+    for w in range(p["repeats"] + 1):
+        sync(p["device"])
+        t0 = time.perf_counter()
+        done = sum(step() for _ in range(steps or p["steps"]))
+        sync(p["device"])
+        if w:
+            windows.append(done / (time.perf_counter() - t0))
+    return {"value": statistics.median(windows), "windows": windows}
+
+
+def update(model, opt, loss) -> None:
+    """backward, clip at 1.0, AdamW step: the same on both sides."""
+    import torch
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    float(loss)
+
+
 # --------------------------------------------------------------------------- pretraining data
 
 def pretrain_shards(data_root: Path) -> Path:
@@ -252,24 +276,16 @@ def child_pretrain_peer(p: dict[str, Any]) -> dict[str, Any]:
     no_decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},  # Trainer's default:
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, fused=True)
-    windows = []
-    for w in range(r + 1):
-        sync(dev)
-        t0, tokens = time.perf_counter(), 0
-        for s in range(w * n, (w + 1) * n):
-            batch = {k: v.to(dev) for k, v in collator(examples[s]).items()}
-            tokens += int(batch["attention_mask"].sum())
-            with autocast(dev, p["precision"]):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            float(loss)
-        sync(dev)
-        if w:
-            windows.append(tokens / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows, "peak_mb": mem.peak_mb(),
+    data = iter(examples)
+
+    def step() -> int:
+        batch = {k: v.to(dev) for k, v in collator(next(data)).items()}
+        with autocast(dev, p["precision"]):
+            loss = model(**batch).loss
+        update(model, opt, loss)
+        return int(batch["attention_mask"].sum())
+
+    return {**timed(p, step), "peak_mb": mem.peak_mb(),
             "flops_per_token": train_flops_per_token(
                 cfg.hidden_size, cfg.num_hidden_layers, p["seq_len"], cfg.vocab_size,
                 cfg.intermediate_size, 1.0)}
@@ -279,15 +295,8 @@ def child_masking_ours(p: dict[str, Any]) -> dict[str, Any]:
     source, _ = batch_source(Path(p["data_root"]), p["recipe"], p["seq_len"], p["batch"],
                              p["scheme"])
     source.step_batches(0)
-    windows, step = [], 1
-    for w in range(p["repeats"] + 1):
-        t0 = time.perf_counter()
-        for _ in range(p["steps"]):
-            source.step_batches(step)
-            step += 1
-        if w:
-            windows.append(p["steps"] * p["batch"] / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows}
+    steps = iter(range(1, 1 << 30))
+    return timed(p, lambda: len(source.step_batches(next(steps))[0]["input_ids"]))
 
 
 def child_masking_peer(p: dict[str, Any]) -> dict[str, Any]:
@@ -302,14 +311,8 @@ def child_masking_peer(p: dict[str, Any]) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         collator = DataCollatorForLanguageModeling(hf_tok, mlm_probability=MLM_PROB,
                                                    whole_word_mask=whole, seed=0)
-    windows = []
-    for w in range(p["repeats"] + 1):
-        t0 = time.perf_counter()
-        for s in range(w * p["steps"], (w + 1) * p["steps"]):
-            collator(examples[s])
-        if w:
-            windows.append(p["steps"] * p["batch"] / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows}
+    data = iter(examples)
+    return timed(p, lambda: len(collator(next(data))["input_ids"]))
 
 
 def _with_offsets(hf_tok, example: dict[str, list[int]], length: int) -> dict[str, Any]:
@@ -334,16 +337,12 @@ def child_encode_ours(p: dict[str, Any]) -> dict[str, Any]:
     texts = ud_sentences(Path(p["data_root"]), p["sentences"])
     model = maskedlm.load(str(minilm_dir()), device=p["device"])
     real = sum(len(x.ids) + 2 for x in tokenize(model.tokenizer, texts))  # with [CLS], [SEP]
-    windows = []
-    for w in range(p["repeats"] + 1):
-        sync(p["device"])
-        t0 = time.perf_counter()
+    def step() -> int:
         with autocast(p["device"], p["precision"]):
             encode(model, texts)
-        sync(p["device"])
-        if w:
-            windows.append(real / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows, "real_tokens": real}
+        return real
+
+    return {**timed(p, step, steps=1), "real_tokens": real}
 
 
 def child_encode_peer(p: dict[str, Any]) -> dict[str, Any]:
@@ -353,10 +352,8 @@ def child_encode_peer(p: dict[str, Any]) -> dict[str, Any]:
     d, dev = str(minilm_dir()), p["device"]
     tok = BertTokenizerFast.from_pretrained(d)
     model = BertModel.from_pretrained(d, attn_implementation="sdpa").to(dev).eval()
-    windows, real = [], 0
-    for w in range(p["repeats"] + 1):
-        sync(dev)
-        t0, real = time.perf_counter(), 0
+    def step() -> int:
+        real = 0
         for s in range(0, len(texts), 32):  # the usual loop: batches in order, padded per batch
             enc = tok(texts[s:s + 32], padding=True, truncation=True, max_length=512,
                       return_tensors="pt").to(dev)
@@ -365,10 +362,9 @@ def child_encode_peer(p: dict[str, Any]) -> dict[str, Any]:
                 h = model(**enc).last_hidden_state
                 m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
                 ((h * m).sum(1) / m.sum(1)).float().cpu().numpy()
-        sync(dev)
-        if w:
-            windows.append(real / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows, "real_tokens": real}
+        return real
+
+    return timed(p, step, steps=1)
 
 
 def finetune_examples(data_root: Path, task: str, n: int):
@@ -400,25 +396,17 @@ def child_finetune_ours(p: dict[str, Any]) -> dict[str, Any]:
     opt = _optimizer(model, FinetuneConfig(lr=3e-5))
     rng = np.random.default_rng(0)
     order = length_grouped_batches([len(f["input_ids"]) for f in feats], p["batch"], rng)
-    windows, it = [], iter(order * (p["repeats"] + 2))
-    for w in range(p["repeats"] + 1):
-        sync(dev)
-        t0, seen = time.perf_counter(), 0
-        for _ in range(p["steps"]):
-            idx = next(it)
-            batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id, rng), model.device)
-            with autocast(dev, p["precision"]):
-                loss = task.loss(model, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            float(loss)
-            seen += len(idx)
-        sync(dev)
-        if w:
-            windows.append(seen / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows}
+    it = iter(order * (p["repeats"] + 2))
+
+    def step() -> int:
+        idx = next(it)
+        batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id, rng), model.device)
+        with autocast(dev, p["precision"]):
+            loss = task.loss(model, batch)
+        update(model, opt, loss)
+        return len(idx)
+
+    return timed(p, step)
 
 
 def child_finetune_peer(p: dict[str, Any]) -> dict[str, Any]:
@@ -459,25 +447,17 @@ def child_finetune_peer(p: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     perm = np.random.default_rng(0).permutation(len(feats))  # Trainer: random batches
     order = [perm[i:i + p["batch"]] for i in range(0, len(perm), p["batch"])]
-    windows, it = [], iter(order * (p["repeats"] + 2))
-    for w in range(p["repeats"] + 1):
-        sync(dev)
-        t0, seen = time.perf_counter(), 0
-        for _ in range(p["steps"]):
-            idx = next(it)
-            batch = {k: v.to(dev) for k, v in collator([feats[i] for i in idx]).items()}
-            with autocast(dev, p["precision"]):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            float(loss)
-            seen += len(idx)
-        sync(dev)
-        if w:
-            windows.append(seen / (time.perf_counter() - t0))
-    return {"value": statistics.median(windows), "windows": windows}
+    it = iter(order * (p["repeats"] + 2))
+
+    def step() -> int:
+        idx = next(it)
+        batch = {k: v.to(dev) for k, v in collator([feats[i] for i in idx]).items()}
+        with autocast(dev, p["precision"]):
+            loss = model(**batch).loss
+        update(model, opt, loss)
+        return len(idx)
+
+    return timed(p, step)
 
 
 CHILDREN = {"matmul": child_matmul,

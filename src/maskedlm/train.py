@@ -341,6 +341,10 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
+            if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
+                frac = (time.perf_counter() - t_start) / cfg.max_time
+                if frac > 0.02:
+                    bar.total = min(cfg.max_steps, max(done, round(done / frac)))
             bar.update(1)
             out_of_time = cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time
             last = done == cfg.max_steps or out_of_time
