@@ -103,7 +103,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
     if default_job or a.corpus:
         from maskedlm.api import load
         model = load(a.out)
-        for prompt in DEFAULT_PROMPTS:
+        for prompt in DEFAULT_PROMPTS if default_job else PROSE_PROMPTS:
             preds = model.fill_mask(prompt, top_k=5)
             shown = ", ".join(f"{d['token']} ({d['score']:.2f})" for d in preds[0])
             print(f"{prompt}\n    -> {shown}")
@@ -115,6 +115,12 @@ DEFAULT_PROMPTS = (
     "Return the [MASK] of the list.",
     "If the file does not [MASK], an exception is raised.",
     "This function is [MASK] for internal use only.",
+)
+# For a run on the user's own --corpus: plain English prose, not docstrings.
+PROSE_PROMPTS = (
+    "She opened the [MASK] and walked into the room.",
+    "He did not know what to [MASK].",
+    "It was a cold [MASK] in the middle of winter.",
 )
 
 
