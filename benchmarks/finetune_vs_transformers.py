@@ -41,11 +41,17 @@ def subsample(n_total: int, limit: int | None, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).permutation(n_total)[:limit].tolist())
 
 
+def autocast(precision: str):
+    """bf16 autocast on the CPU, the same context for both systems."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def run_ours(a: argparse.Namespace, out: Path) -> dict:
     task = make_task("tag", label_subwords=a.label_subwords, viterbi=False)
     cfg = FinetuneConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_length=a.max_length,
                          warmup_ratio=0.1, weight_decay=0.01, eval_every=10**9, seed=a.seed,
-                         train_limit=a.train_limit, progress=not a.no_progress)
+                         train_limit=a.train_limit, progress=not a.no_progress,
+                         precision=a.precision)
     t0 = time.perf_counter()
     s = finetune(task, a.model, a.train, a.dev, out, cfg)
     wall = time.perf_counter() - t0
@@ -121,7 +127,8 @@ def run_transformers(a: argparse.Namespace) -> dict:
         for s in range(0, len(order), a.batch_size):
             t1 = time.perf_counter()
             batch = collate([strip[i] for i in order[s:s + a.batch_size]])
-            loss = model(**batch).loss
+            with autocast(a.precision):
+                loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -142,7 +149,8 @@ def run_transformers(a: argparse.Namespace) -> dict:
             batch = tok.pad([{"input_ids": dev_rows[i]["input_ids"],
                               "attention_mask": dev_rows[i]["attention_mask"]} for i in idx],
                             return_tensors="pt")
-            logits = model(**batch).logits.argmax(-1)
+            with autocast(a.precision):
+                logits = model(**batch).logits.argmax(-1)
             for b, i in enumerate(idx):
                 tags, prev = [], None
                 for t, w in enumerate(dev_rows[i]["word_ids"]):
@@ -169,6 +177,8 @@ def main() -> None:
     p.add_argument("--label-subwords", choices=["all", "first"], default="first")
     p.add_argument("--train-limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="autocast on both sides")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--only", choices=["ours", "transformers"], default=None)
     p.add_argument("--ours-out", default=None, help="keep our run directory here")
@@ -186,7 +196,7 @@ def main() -> None:
             results.append(run_transformers(a))
             print(json.dumps(results[-1]), flush=True)
     print(f"\nCoNLL-2003 dev, {a.epochs:g} epoch(s), train limit {a.train_limit or 'none'}, "
-          f"lr {a.lr}, batch {a.batch_size}, labels on {a.label_subwords} subwords, one seed each")
+          f"{a.precision}, lr {a.lr}, batch {a.batch_size}, labels on {a.label_subwords} subwords, one seed each")
     print(f"{'system':<14}{'dev F1':>8}{'P':>8}{'R':>8}{'train ex/s':>12}{'wall s':>9}")
     for r in results:
         print(f"{r['system']:<14}{r['dev_f1']:>8.4f}{r['dev_precision']:>8.4f}{r['dev_recall']:>8.4f}"

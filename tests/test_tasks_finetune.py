@@ -133,7 +133,8 @@ def test_span_reprs_train(tiny_model, ner_files, tmp_path, span_repr):
     assert summary["steps"] == 9 and (tmp_path / "run" / "head.safetensors").is_file()
 
 
-def test_pair_classification_overfits(tiny_model, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_pair_classification_overfits(tiny_model, tmp_path, precision):
     model_dir, _ = tiny_model
     rows = ["sentence1\tsentence2\tlabel"]
     rng = random.Random(0)
@@ -143,7 +144,7 @@ def test_pair_classification_overfits(tiny_model, tmp_path):
     (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
     task = make_task("pair")
     summary = finetune(task, model_dir, tmp_path / "train.tsv", tmp_path / "train.tsv",
-                       tmp_path / "run", fast(epochs=25, batch_size=16))
+                       tmp_path / "run", fast(epochs=25, batch_size=16, precision=precision))
     assert summary["best"]["dev"]["accuracy"] > 0.85, summary["best"]
     m = load_task(tmp_path / "run")
     assert m.predict(("lima film", "good plot"))["label"] == "yes"

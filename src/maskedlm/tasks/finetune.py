@@ -39,6 +39,7 @@ from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_de
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
 from maskedlm.tokenizer import Tokenizer
+from maskedlm.train import autocast
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -70,8 +71,11 @@ class FinetuneConfig:
     train_limit: int | None = None
     progress: bool = True
     device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise MaskedLMError(f"--precision must be fp32 or bf16, got {self.precision!r}")
         for name in ("epochs", "lr", "batch_size", "max_length", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise MaskedLMError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -276,7 +280,8 @@ def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | P
                                   "train_loss": round(running / max(1, n_running), 5),
                                   "train_examples_per_s": round(seen / max(train_time, 1e-9), 2)}
         if dev_ex is not None:
-            metrics = task.evaluate(model, dev_ex, tok, max_length, cfg.eval_batch_size)
+            with autocast(cfg.precision, model.device):
+                metrics = task.evaluate(model, dev_ex, tok, max_length, cfg.eval_batch_size)
             record["dev"] = {k: v for k, v in metrics.items() if k != "per_type"}
         history.append(record)
         if cfg.progress:
@@ -296,7 +301,8 @@ def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | P
         for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
             t0 = time.perf_counter()
             batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id, rng), model.device)
-            loss = task.loss(model, batch)
+            with autocast(cfg.precision, model.device):
+                loss = task.loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad:
