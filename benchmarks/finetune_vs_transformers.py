@@ -24,7 +24,9 @@ import torch
 
 from maskedlm.tasks import FinetuneConfig, finetune, make_task
 from maskedlm.tasks.data import read_conll
+from maskedlm.train import autocast
 
+CPU = torch.device("cpu")  # both systems run on the CPU; the same autocast for both
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2003"
 
 
@@ -39,11 +41,6 @@ def subsample(n_total: int, limit: int | None, seed: int) -> list[int]:
     if not limit:
         return list(range(n_total))
     return sorted(np.random.default_rng(seed).permutation(n_total)[:limit].tolist())
-
-
-def autocast(precision: str):
-    """bf16 autocast on the CPU, the same context for both systems."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def run_ours(a: argparse.Namespace, out: Path) -> dict:
@@ -127,7 +124,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
         for s in range(0, len(order), a.batch_size):
             t1 = time.perf_counter()
             batch = collate([strip[i] for i in order[s:s + a.batch_size]])
-            with autocast(a.precision):
+            with autocast(a.precision, CPU):
                 loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -149,7 +146,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
             batch = tok.pad([{"input_ids": dev_rows[i]["input_ids"],
                               "attention_mask": dev_rows[i]["attention_mask"]} for i in idx],
                             return_tensors="pt")
-            with autocast(a.precision):
+            with autocast(a.precision, CPU):
                 logits = model(**batch).logits.argmax(-1)
             for b, i in enumerate(idx):
                 tags, prev = [], None
