@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskedlm.config import ModelConfig
+from maskedlm.losses import linear_cross_entropy
 from maskedlm.model import BertModel, activation, init_weights
 
 
@@ -43,6 +44,10 @@ class MaskedLMHead(nn.Module):
         """(N, H) hidden states at target positions -> (N, V) logits."""
         return F.linear(self.transform(hidden), self.decoder_weight, self.bias)
 
+    def loss(self, hidden: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed cross-entropy, correct count) at (N, H) target states, no (N, V) logits kept."""
+        return linear_cross_entropy(self.transform(hidden), self.decoder_weight, self.bias, gold)
+
 
 class SpanBoundaryHead(nn.Module):
     """SpanBERT's Span Boundary Objective (Joshi et al. 2020, sec. 3.2).
@@ -61,9 +66,18 @@ class SpanBoundaryHead(nn.Module):
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """left/right (N, H) boundary states, pos (N,) 0-based offsets -> (N, V) logits."""
+        return F.linear(self.hidden(left, right, pos), self.decoder_weight, self.bias)
+
+    def hidden(self, left: torch.Tensor, right: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         pos = pos.clamp(max=self.position_embeddings.num_embeddings - 1)
         h = torch.cat([left, right, self.position_embeddings(pos)], dim=-1)
-        return F.linear(self.layer2(self.layer1(h)), self.decoder_weight, self.bias)
+        return self.layer2(self.layer1(h))
+
+    def loss(self, left: torch.Tensor, right: torch.Tensor, pos: torch.Tensor,
+             gold: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of the span boundary predictions."""
+        return linear_cross_entropy(self.hidden(left, right, pos), self.decoder_weight,
+                                    self.bias, gold)[0]
 
 
 class PretrainingHeads(nn.Module):
@@ -125,17 +139,15 @@ class BertForPreTraining(nn.Module):
         n = int(idx.numel())
         norm = float(normalizer) if normalizer else float(max(n, 1))
         gold = targets[idx]
-        logits = self.cls.predictions(flat[idx]).float()
-        mlm_sum = F.cross_entropy(logits, gold, reduction="sum")
+        mlm_sum, correct = self.cls.predictions.loss(flat[idx], gold)
         out = PretrainingOutput(loss=mlm_sum / norm, mlm_loss=mlm_sum.detach(),
-                                mlm_correct=(logits.argmax(-1) == gold).sum(), n_targets=n)
+                                mlm_correct=correct, n_targets=n)
         head = self.cls.span_boundary
         if head is not None and sbo_left is not None:
             row = idx // T * T  # flat offset of each target's sequence
             left = flat[row + sbo_left.reshape(-1)[idx]]
             right = flat[row + sbo_right.reshape(-1)[idx]]
-            sbo_logits = head(left, right, sbo_pos.reshape(-1)[idx]).float()
-            sbo_sum = F.cross_entropy(sbo_logits, gold, reduction="sum")
+            sbo_sum = head.loss(left, right, sbo_pos.reshape(-1)[idx], gold)
             out.loss = out.loss + sbo_sum / norm
             out.sbo_loss = sbo_sum.detach()
         if self.cls.seq_relationship is not None and next_sentence_label is not None:

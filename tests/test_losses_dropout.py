@@ -1,0 +1,89 @@
+"""The fused decoder cross-entropy and the CPU dropout against their plain PyTorch forms."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maskedlm.losses import linear_cross_entropy
+from maskedlm.model import Dropout, attention_with_dropout, drop_mask
+
+
+def _plain(h, w, b, t):
+    logits = F.linear(h, w, b)
+    return F.cross_entropy(logits, t, reduction="sum"), (logits.argmax(-1) == t).sum()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 100])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_cross_entropy_matches_plain_loss_and_grads(chunk, with_bias):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(50, generator=g, dtype=torch.float64, requires_grad=True) if with_bias else None
+    t = torch.randint(0, 50, (7,), generator=g)
+    t[0] = int(F.linear(h, w, b)[0].argmax())  # at least one right answer to count
+    loss, correct = linear_cross_entropy(h, w, b, t, chunk=chunk)
+    (1.7 * loss).backward()
+    got = [x.grad.clone() for x in (h, w, b) if x is not None]
+    for x in (h, w, b):
+        if x is not None:
+            x.grad = None
+    ref_loss, ref_correct = _plain(h, w, b, t)
+    (1.7 * ref_loss).backward()
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=1e-6)
+    assert int(correct) == int(ref_correct) >= 1
+    for a, x in zip(got, [x for x in (h, w, b) if x is not None]):
+        torch.testing.assert_close(a, x.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_cross_entropy_without_grad_and_under_bf16_autocast():
+    g = torch.Generator().manual_seed(1)
+    h, w, b = torch.randn(9, 32, generator=g), torch.randn(40, 32, generator=g), torch.randn(40, generator=g)
+    t = torch.randint(0, 40, (9,), generator=g)
+    with torch.no_grad():
+        loss, _ = linear_cross_entropy(h, w, b, t, chunk=4)
+    torch.testing.assert_close(loss, _plain(h, w, b, t)[0])
+    h.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = linear_cross_entropy(h, w, b, t, chunk=4)
+        ref, _ = _plain(h, w, b, t)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref.float(), rtol=2e-2, atol=0.5)
+    loss.backward()
+    assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()
+
+
+def test_drop_mask_rate_and_lanes():
+    torch.manual_seed(0)
+    m = drop_mask(torch.Size([1000, 403]), 0.1, torch.device("cpu"))
+    assert m.shape == (1000, 403) and m.dtype == torch.bool
+    assert abs(m.float().mean().item() - 0.1) < 0.003
+    # every one of the four 16-bit lanes of a 64-bit draw is used (no stuck sign bit)
+    lanes = drop_mask(torch.Size([400_000]), 0.3, torch.device("cpu")).view(-1, 4).float().mean(0)
+    assert torch.allclose(lanes, torch.full((4,), 0.3), atol=0.005)
+
+
+def test_dropout_forward_backward_share_the_mask_and_scale():
+    torch.manual_seed(0)
+    d = Dropout(0.25).train()
+    x = torch.randn(64, 128, requires_grad=True)
+    y = d(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.25) < 0.02
+    torch.testing.assert_close(y[kept], x[kept] / 0.75)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    assert torch.equal(d.eval()(x), x)
+    with pytest.raises(ValueError):
+        Dropout(1.5)
+
+
+def test_attention_with_dropout_is_sdpa_math_when_nothing_drops():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=g) for _ in range(3))
+    keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)[:, None, None, :]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    torch.testing.assert_close(attention_with_dropout(q, k, v, keep, 0.0), ref)
+    torch.manual_seed(0)
+    out = attention_with_dropout(q, k, v, keep, 0.5)  # dropped probabilities, rescaled
+    assert out.shape == ref.shape and not torch.allclose(out, ref)
