@@ -43,7 +43,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None,
                    help="window length in tokens (default: the model's positions)")
-    p.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="padded tokens per batch (default: 512 on CPU, 16384 on GPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
 
@@ -56,7 +57,7 @@ def _load(a: argparse.Namespace, path: str | None = None) -> Any:
 
 
 def _run_kw(a: argparse.Namespace) -> dict[str, Any]:
-    if a.batch_tokens < 1:
+    if a.batch_tokens is not None and a.batch_tokens < 1:
         raise MaskedLMError(f"--batch-tokens must be >= 1, got {a.batch_tokens}")
     return {"max_length": a.max_length, "batch_tokens": a.batch_tokens,
             "progress": not a.no_progress and sys.stderr.isatty()}
