@@ -122,18 +122,43 @@ def autocast(device: str, precision: str):
 
 
 def train_flops_per_token(H: int, L: int, T: int, V: int, inter: int, head_share: float,
-                          sbo: bool = False) -> float:
+                          sbo: bool = False, last_share: float = 1.0) -> float:
     """Model FLOPs of one training token (forward + backward = 3x forward).
 
     Encoder: 2 FLOPs per weight (QKV, output, FFN) plus 4*T*H for attention scores and
     the weighted sum. MLM head (transform + decoder) on ``head_share`` of the tokens;
-    SBO adds its 2-layer MLP over [left; right; position] and another decoder.
+    SBO adds its 2-layer MLP over [left; right; position] and another decoder. The last
+    layer computes queries, attention output and FFN on ``last_share`` of the tokens
+    only (ours: where a head reads), keys and values on all.
     """
     layer = 2 * (4 * H * H + 2 * H * inter) + 4 * T * H
+    last = 2 * 2 * H * H + last_share * (layer - 2 * 2 * H * H)
     head = 2 * (H * H + H * V)
     if sbo:
         head += 2 * (3 * H * H + H * H + H * V)
-    return 3 * (L * layer + head_share * head)
+    return 3 * ((L - 1) * layer + last + head_share * head)
+
+
+def last_layer_share(source, steps: int = 8) -> float:
+    """Share of positions our last layer computes (rows of ``Rows.of``), over some steps."""
+    import torch
+
+    from maskedlm.model import Rows
+    shares = []
+    for s in range(steps):
+        (b,) = source.step_batches(s)
+        needed = torch.from_numpy(b["labels"] != -100)
+        B, T = needed.shape
+        if "sbo_left" in b:
+            idx = needed.reshape(-1).nonzero().squeeze(1)
+            row = idx // T * T
+            for key in ("sbo_left", "sbo_right"):
+                needed.view(-1)[row + torch.from_numpy(b[key]).reshape(-1)[idx]] = True
+        if "next_sentence_label" in b:
+            needed[:, 0] = True
+        rows = Rows.of(needed)
+        shares.append(1.0 if rows is None else rows.rows.shape[1] / T)
+    return statistics.mean(shares)
 
 
 def timed(p: dict[str, Any], step, steps: int | None = None) -> dict[str, Any]:
@@ -244,7 +269,7 @@ def child_pretrain_ours(p: dict[str, Any]) -> dict[str, Any]:
             "data_wait_frac": max(row["data_wait_frac"] for row in rows[1:]),
             "flops_per_token": train_flops_per_token(
                 cfg.hidden_size, cfg.num_hidden_layers, p["seq_len"], cfg.vocab_size,
-                cfg.intermediate_size, MLM_PROB, sbo)}
+                cfg.intermediate_size, MLM_PROB, sbo, last_layer_share(source))}
 
 
 def child_pretrain_peer(p: dict[str, Any]) -> dict[str, Any]:

@@ -112,3 +112,58 @@ def test_tiny_model_overfits_one_batch():
         opt.step()
     assert out.loss.item() < 0.05
     assert int(out.mlm_correct) == out.n_targets == 12
+
+
+def test_last_layer_rows_equal_full_outputs_and_gradients():
+    from maskedlm.model import BertModel
+    torch.manual_seed(0)
+    ids = torch.randint(5, 120, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    rows = torch.tensor([[0, 2, 5], [0, 1, 4], [8, 3, 0]])
+    w = torch.randn(3, 3, 32)
+    grads = []
+    for use_rows in (False, True):
+        torch.manual_seed(1)
+        model = BertModel(tiny())
+        out = model(ids, attention_mask=mask, rows=rows if use_rows else None).last_hidden_state
+        picked = out if use_rows else out.gather(1, rows[..., None].expand(-1, -1, 32))
+        (picked * w).sum().backward()
+        grads.append(([p.grad.clone() for p in model.parameters()], picked.detach()))
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    for a, b in zip(grads[0][0], grads[1][0]):
+        torch.testing.assert_close(a, b)
+
+
+def test_rows_of_needed_positions():
+    from maskedlm.model import Rows
+    needed = torch.zeros(2, 8, dtype=torch.bool)
+    needed[0, [0, 3, 5]] = True
+    needed[1, [6]] = True
+    r = Rows.of(needed)
+    assert r.rows.shape == (2, 3) and r.rows[0].tolist() == [0, 3, 5] and r.rows[1, 0] == 6
+    flat = torch.tensor([3, 5, 8 + 6])
+    assert r.flat(flat).tolist() == [1, 2, 3]
+    assert Rows.of(torch.ones(2, 8, dtype=torch.bool)) is None  # nothing to skip
+
+
+def test_pretraining_losses_are_those_of_the_full_last_layer():
+    torch.manual_seed(0)
+    model = BertForPreTraining(tiny(nsp_head=True)).eval()
+    ids = torch.randint(5, 120, (3, 12))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[2, 8:] = 0
+    labels = torch.full((3, 12), -100)
+    labels[0, 3], labels[1, [2, 9]], labels[2, 5] = ids[0, 3], ids[1, [2, 9]], ids[2, 5]
+    nsp = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        out = model(ids, labels, attention_mask=mask, next_sentence_label=nsp, normalizer=1.0,
+                    nsp_normalizer=1.0)
+        h = model.bert(ids, attention_mask=mask).last_hidden_state
+        sel = labels != -100
+        mlm = torch.nn.functional.cross_entropy(model.cls.predictions(h[sel]), labels[sel],
+                                                reduction="sum")
+        nsp_logits = model.cls.seq_relationship(model.bert.pooler(h))
+        nsp_sum = torch.nn.functional.cross_entropy(nsp_logits, nsp, reduction="sum")
+    torch.testing.assert_close(out.mlm_loss, mlm)
+    torch.testing.assert_close(out.nsp_loss, nsp_sum)

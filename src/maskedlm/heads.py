@@ -15,7 +15,7 @@ from torch import nn
 
 from maskedlm.config import ModelConfig
 from maskedlm.losses import linear_cross_entropy
-from maskedlm.model import BertModel, activation, init_weights
+from maskedlm.model import BertModel, Rows, activation, init_weights
 
 
 class PredictionTransform(nn.Module):
@@ -132,28 +132,41 @@ class BertForPreTraining(nn.Module):
         accumulation and data parallelism can divide by the global counts and reproduce
         one big batch exactly."""
         B, T = input_ids.shape
-        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
-        flat = hidden.reshape(B * T, -1)
         targets = labels.reshape(-1)
-        idx = (targets != -100).nonzero().squeeze(1)  # (N,)
+        idx = (targets != -100).nonzero().squeeze(1)  # (N,) flat in B*T
+        head = self.cls.span_boundary
+        sbo = head is not None and sbo_left is not None
+        nsp = self.cls.seq_relationship is not None and next_sentence_label is not None
+        # The last layer runs only where a head reads: targets, SBO boundaries, [CLS].
+        needed = labels != -100
+        if sbo:
+            row = idx // T * T  # flat offset of each target's sequence
+            left_pos = row + sbo_left.reshape(-1)[idx]
+            right_pos = row + sbo_right.reshape(-1)[idx]
+            needed.view(-1)[left_pos] = True
+            needed.view(-1)[right_pos] = True
+        if nsp:
+            needed[:, 0] = True
+        rows = Rows.of(needed)
+        hidden = self.bert(input_ids, token_type_ids, attention_mask,
+                           rows=None if rows is None else rows.rows).last_hidden_state
+        at = (lambda p: p) if rows is None else rows.flat
+        flat = hidden.reshape(-1, hidden.shape[-1])
         n = int(idx.numel())
         norm = float(normalizer) if normalizer else float(max(n, 1))
         gold = targets[idx]
-        mlm_sum, correct = self.cls.predictions.loss(flat[idx], gold)
+        mlm_sum, correct = self.cls.predictions.loss(flat[at(idx)], gold)
         out = PretrainingOutput(loss=mlm_sum / norm, mlm_loss=mlm_sum.detach(),
                                 mlm_correct=correct, n_targets=n)
-        head = self.cls.span_boundary
-        if head is not None and sbo_left is not None:
-            row = idx // T * T  # flat offset of each target's sequence
-            left = flat[row + sbo_left.reshape(-1)[idx]]
-            right = flat[row + sbo_right.reshape(-1)[idx]]
-            sbo_sum = head.loss(left, right, sbo_pos.reshape(-1)[idx], gold)
+        if sbo:
+            sbo_sum = head.loss(flat[at(left_pos)], flat[at(right_pos)],
+                                sbo_pos.reshape(-1)[idx], gold)
             out.loss = out.loss + sbo_sum / norm
             out.sbo_loss = sbo_sum.detach()
-        if self.cls.seq_relationship is not None and next_sentence_label is not None:
+        if nsp:
             nsp_logits = self.cls.seq_relationship(self.bert.pooler(hidden)).float()
-            nsp = F.cross_entropy(nsp_logits, next_sentence_label, reduction="sum")
-            out.loss = out.loss + nsp / float(nsp_normalizer or B)
-            out.nsp_loss = nsp.detach()
+            nsp_sum = F.cross_entropy(nsp_logits, next_sentence_label, reduction="sum")
+            out.loss = out.loss + nsp_sum / float(nsp_normalizer or B)
+            out.nsp_loss = nsp_sum.detach()
             out.nsp_correct = (nsp_logits.argmax(-1) == next_sentence_label).sum()
         return out

@@ -121,17 +121,28 @@ class SelfAttention(nn.Module):
         self.attn_dropout = config.attention_probs_dropout_prob
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, H) -> (B, T, H); with ``rows`` (B, R) only those positions' outputs,
+        (B, R, H): their queries attend to every key, the other queries are not computed."""
         B, T, H = x.shape
-        q, k, v = (self.qkv(x)
-                   .view(B, T, 3, self.num_heads, self.head_dim)
-                   .permute(2, 0, 3, 1, 4))  # 3 x (B, nh, T, hd)
+        if rows is None:
+            q, k, v = (self.qkv(x)
+                       .view(B, T, 3, self.num_heads, self.head_dim)
+                       .permute(2, 0, 3, 1, 4))  # 3 x (B, nh, T, hd)
+        else:
+            w, b = self.qkv.weight, self.qkv.bias
+            k, v = (F.linear(x, w[H:], b[H:])
+                    .view(B, T, 2, self.num_heads, self.head_dim)
+                    .permute(2, 0, 3, 1, 4))  # 2 x (B, nh, T, hd)
+            x = x.gather(1, rows[..., None].expand(-1, -1, H))  # (B, R, H)
+            q = F.linear(x, w[:H], b[:H]).view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
         p = self.attn_dropout if self.training else 0.0
         if p > 0.0 and x.device.type == "cpu":
             y = attention_with_dropout(q, k, v, mask, p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        y = y.transpose(1, 2).reshape(B, T, H)
+        y = y.transpose(1, 2).reshape(B, -1, H)
         return self.LayerNorm(x + self.dropout(self.dense(y)))
 
 
@@ -157,8 +168,9 @@ class EncoderLayer(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.act = activation(config.hidden_act)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attention(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attention(x, mask, rows)
         return self.LayerNorm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
 
 
@@ -215,15 +227,53 @@ class BertModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False) -> EncoderOutput:
+                output_hidden_states: bool = False,
+                rows: torch.Tensor | None = None) -> EncoderOutput:
+        """``rows`` (B, R) long: compute the last layer only at these positions of each
+        sequence and return (B, R, H) for them (the heads read nothing else). The other
+        positions' last-layer queries, attention output and feed-forward are skipped, an
+        exact saving of up to 10/12 of a layer; keys and values still use every token.
+        """
         mask = attention_bias(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         states = [x] if output_hidden_states else None
-        for layer in self.encoder.layer:
-            x = layer(x, mask)
+        last = len(self.encoder.layer) - 1
+        for i, layer in enumerate(self.encoder.layer):
+            x = layer(x, mask, rows if i == last else None)
             if states is not None:
                 states.append(x)
         return EncoderOutput(x, states)
+
+
+@dataclass
+class Rows:
+    """Which positions the last layer computes: ``rows`` (B, R) for ``BertModel(rows=)``,
+    and ``flat(p)`` mapping flat (B*T) positions to flat (B*R) positions of its output."""
+
+    rows: torch.Tensor  # (B, R) long
+    slot: torch.Tensor  # (B, T) long: slot of a needed position in its row
+    T: int
+
+    def flat(self, positions: torch.Tensor) -> torch.Tensor:
+        b, t = positions // self.T, positions % self.T
+        return b * self.rows.shape[1] + self.slot[b, t]
+
+    @staticmethod
+    def of(needed: torch.Tensor, max_share: float = 0.75) -> Rows | None:
+        """``needed`` (B, T) bool -> Rows, or None when most positions are needed anyway.
+
+        The needed positions come first in each row, in order (so [CLS], when needed,
+        stays at slot 0); shorter rows are filled with other positions, computed and
+        ignored.
+        """
+        B, T = needed.shape
+        R = int(needed.sum(1).max()) if B else 0
+        if R == 0 or R > max_share * T:
+            return None
+        rows = torch.sort((~needed).to(torch.int8), dim=1, stable=True).indices[:, :R]
+        slot = torch.zeros(B, T, dtype=torch.long, device=needed.device)
+        slot.scatter_(1, rows, torch.arange(R, device=needed.device).expand(B, R))
+        return Rows(rows, slot, T)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

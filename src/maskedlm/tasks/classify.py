@@ -115,7 +115,9 @@ class ClassifyTask:
         return batch
 
     def loss(self, model: TaskModel, batch: Batch) -> torch.Tensor:
-        logits = model.head(model.hidden(batch), batch)
+        ids = batch["input_ids"]  # the head reads [CLS] only: the last layer computes nothing else
+        cls = torch.zeros(ids.shape[0], 1, dtype=torch.long, device=ids.device)
+        logits = model.head(model.hidden(batch, rows=cls), batch)
         return F.cross_entropy(logits.float(), batch["labels"])
 
     def _probs(self, model: TaskModel, feats: list[Feature], pad_id: int, batch_size: int) -> np.ndarray:

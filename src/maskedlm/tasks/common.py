@@ -39,9 +39,10 @@ class TaskModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def hidden(self, batch: Batch) -> torch.Tensor:
+    def hidden(self, batch: Batch, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, H) final states, or (B, R, H) at ``rows`` (see ``BertModel.forward``)."""
         return self.encoder(batch["input_ids"], batch.get("token_type_ids"),
-                            batch.get("attention_mask")).last_hidden_state  # (B, T, H)
+                            batch.get("attention_mask"), rows=rows).last_hidden_state
 
 
 class Task(Protocol):

@@ -24,6 +24,7 @@ from torch import nn
 
 from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
+from maskedlm.model import Rows
 from maskedlm.tasks.common import (
     Batch,
     Feature,
@@ -171,7 +172,15 @@ class TagTask:
         return batch
 
     def loss(self, model: TaskModel, batch: Batch) -> torch.Tensor:
-        logits = model.head.logits(model.hidden(batch), batch["label_pos"])
+        B, T = batch["input_ids"].shape
+        pos = batch["label_pos"]
+        needed = torch.zeros(B * T, dtype=torch.bool, device=pos.device)
+        needed[pos] = True
+        rows = Rows.of(needed.view(B, T))  # the last layer only where there is a label
+        if rows is None:
+            logits = model.head.logits(model.hidden(batch), pos)
+        else:
+            logits = model.head.logits(model.hidden(batch, rows=rows.rows), rows.flat(pos))
         return F.cross_entropy(logits.float(), batch["label_ids"])
 
     # ------------------------------------------------------------------ decoding
