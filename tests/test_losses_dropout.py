@@ -15,21 +15,23 @@ def _plain(h, w, b, t):
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 100])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_cross_entropy_matches_plain_loss_and_grads(chunk, with_bias):
+@pytest.mark.parametrize("scale,upstream", [(1.0, 1.7), (0.25, 1.0)])
+def test_linear_cross_entropy_matches_plain_loss_and_grads(chunk, with_bias, scale, upstream):
     g = torch.Generator().manual_seed(0)
     h = torch.randn(7, 16, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(50, 16, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(50, generator=g, dtype=torch.float64, requires_grad=True) if with_bias else None
     t = torch.randint(0, 50, (7,), generator=g)
     t[0] = int(F.linear(h, w, b)[0].argmax())  # at least one right answer to count
-    loss, correct = linear_cross_entropy(h, w, b, t, chunk=chunk)
-    (1.7 * loss).backward()
+    loss, correct = linear_cross_entropy(h, w, b, t, scale=scale, chunk=chunk)
+    (upstream * loss).backward()  # upstream 1: the gradients precomputed in forward, as they are
     got = [x.grad.clone() for x in (h, w, b) if x is not None]
     for x in (h, w, b):
         if x is not None:
             x.grad = None
     ref_loss, ref_correct = _plain(h, w, b, t)
-    (1.7 * ref_loss).backward()
+    ref_loss = scale * ref_loss
+    (upstream * ref_loss).backward()
     torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=1e-6)
     assert int(correct) == int(ref_correct) >= 1
     for a, x in zip(got, [x for x in (h, w, b) if x is not None]):

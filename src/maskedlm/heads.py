@@ -44,9 +44,12 @@ class MaskedLMHead(nn.Module):
         """(N, H) hidden states at target positions -> (N, V) logits."""
         return F.linear(self.transform(hidden), self.decoder_weight, self.bias)
 
-    def loss(self, hidden: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed cross-entropy, correct count) at (N, H) target states, no (N, V) logits kept."""
-        return linear_cross_entropy(self.transform(hidden), self.decoder_weight, self.bias, gold)
+    def loss(self, hidden: torch.Tensor, gold: torch.Tensor, scale: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale x summed cross-entropy, correct count) at (N, H) target states; no (N, V)
+        logits are kept (see losses.py)."""
+        return linear_cross_entropy(self.transform(hidden), self.decoder_weight, self.bias,
+                                    gold, scale)
 
 
 class SpanBoundaryHead(nn.Module):
@@ -74,10 +77,10 @@ class SpanBoundaryHead(nn.Module):
         return self.layer2(self.layer1(h))
 
     def loss(self, left: torch.Tensor, right: torch.Tensor, pos: torch.Tensor,
-             gold: torch.Tensor) -> torch.Tensor:
-        """Summed cross-entropy of the span boundary predictions."""
+             gold: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """scale x summed cross-entropy of the span boundary predictions."""
         return linear_cross_entropy(self.hidden(left, right, pos), self.decoder_weight,
-                                    self.bias, gold)[0]
+                                    self.bias, gold, scale)[0]
 
 
 class PretrainingHeads(nn.Module):
@@ -155,14 +158,14 @@ class BertForPreTraining(nn.Module):
         n = int(idx.numel())
         norm = float(normalizer) if normalizer else float(max(n, 1))
         gold = targets[idx]
-        mlm_sum, correct = self.cls.predictions.loss(flat[at(idx)], gold)
-        out = PretrainingOutput(loss=mlm_sum / norm, mlm_loss=mlm_sum.detach(),
+        mlm, correct = self.cls.predictions.loss(flat[at(idx)], gold, 1.0 / norm)
+        out = PretrainingOutput(loss=mlm, mlm_loss=mlm.detach() * norm,
                                 mlm_correct=correct, n_targets=n)
         if sbo:
-            sbo_sum = head.loss(flat[at(left_pos)], flat[at(right_pos)],
-                                sbo_pos.reshape(-1)[idx], gold)
-            out.loss = out.loss + sbo_sum / norm
-            out.sbo_loss = sbo_sum.detach()
+            sbo_loss = head.loss(flat[at(left_pos)], flat[at(right_pos)],
+                                 sbo_pos.reshape(-1)[idx], gold, 1.0 / norm)
+            out.loss = out.loss + sbo_loss
+            out.sbo_loss = sbo_loss.detach() * norm
         if nsp:
             nsp_logits = self.cls.seq_relationship(self.bert.pooler(hidden)).float()
             nsp_sum = F.cross_entropy(nsp_logits, next_sentence_label, reduction="sum")
