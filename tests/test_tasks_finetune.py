@@ -81,8 +81,11 @@ def test_alignment_first_and_last_subwords(tiny_model):
 def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_subwords):
     model_dir, _ = tiny_model
     task = make_task("tag", label_subwords=label_subwords)
+    # 25 epochs: the toy tokenizer's vocabulary differs from run to run (tokenizers'
+    # WordPiece trainer breaks ties in hash-map order, huggingface/tokenizers#1794), and
+    # 15 epochs sometimes stopped just short of 0.9
     summary = finetune(task, model_dir, ner_files / "train.txt", ner_files / "dev.txt",
-                       tmp_path / "run", fast())
+                       tmp_path / "run", fast(epochs=25))
     assert summary["best"]["dev"]["f1"] > 0.9, summary["best"]
     m = load_task(tmp_path / "run")
     again = m.evaluate(ner_files / "dev.txt")
