@@ -143,21 +143,16 @@ def last_layer_share(source, steps: int = 8) -> float:
     """Share of positions our last layer computes (rows of ``Rows.of``), over some steps."""
     import torch
 
+    from maskedlm.heads import read_positions
     from maskedlm.model import Rows
     shares = []
     for s in range(steps):
         (b,) = source.step_batches(s)
-        needed = torch.from_numpy(b["labels"] != -100)
-        B, T = needed.shape
-        if "sbo_left" in b:
-            idx = needed.reshape(-1).nonzero().squeeze(1)
-            row = idx // T * T
-            for key in ("sbo_left", "sbo_right"):
-                needed.view(-1)[row + torch.from_numpy(b[key]).reshape(-1)[idx]] = True
-        if "next_sentence_label" in b:
-            needed[:, 0] = True
+        t = {k: torch.from_numpy(v) for k, v in b.items() if k in ("labels", "sbo_left", "sbo_right")}
+        needed = read_positions(t["labels"], t.get("sbo_left"), t.get("sbo_right"),
+                                with_cls="next_sentence_label" in b)[0]
         rows = Rows.of(needed)
-        shares.append(1.0 if rows is None else rows.rows.shape[1] / T)
+        shares.append(1.0 if rows is None else rows.rows.shape[1] / needed.shape[1])
     return statistics.mean(shares)
 
 

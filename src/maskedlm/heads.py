@@ -93,6 +93,29 @@ class PretrainingHeads(nn.Module):
         self.span_boundary = SpanBoundaryHead(config, word_embeddings) if config.sbo_head else None
 
 
+def read_positions(labels: torch.Tensor, sbo_left: torch.Tensor | None = None,
+                   sbo_right: torch.Tensor | None = None, with_cls: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Where the pretraining heads read the encoder output, for labels (B, T).
+
+    Returns (needed (B, T) bool: targets, SBO boundaries, [CLS] when ``with_cls``;
+    flat target positions (N,); flat left and right SBO boundary positions (N,) or None).
+    """
+    T = labels.shape[1]
+    needed = labels != -100
+    idx = needed.reshape(-1).nonzero().squeeze(1)  # (N,) flat in B*T
+    left = right = None
+    if sbo_left is not None and sbo_right is not None:
+        row = idx // T * T  # flat offset of each target's sequence
+        left = row + sbo_left.reshape(-1)[idx]
+        right = row + sbo_right.reshape(-1)[idx]
+        needed.view(-1)[left] = True
+        needed.view(-1)[right] = True
+    if with_cls:
+        needed[:, 0] = True
+    return needed, idx, left, right
+
+
 @dataclass
 class PretrainingOutput:
     loss: torch.Tensor
@@ -136,21 +159,12 @@ class BertForPreTraining(nn.Module):
         one big batch exactly."""
         B, T = input_ids.shape
         targets = labels.reshape(-1)
-        idx = (targets != -100).nonzero().squeeze(1)  # (N,) flat in B*T
         head = self.cls.span_boundary
         sbo = head is not None and sbo_left is not None
         nsp = self.cls.seq_relationship is not None and next_sentence_label is not None
-        # The last layer runs only where a head reads: targets, SBO boundaries, [CLS].
-        needed = labels != -100
-        if sbo:
-            row = idx // T * T  # flat offset of each target's sequence
-            left_pos = row + sbo_left.reshape(-1)[idx]
-            right_pos = row + sbo_right.reshape(-1)[idx]
-            needed.view(-1)[left_pos] = True
-            needed.view(-1)[right_pos] = True
-        if nsp:
-            needed[:, 0] = True
-        rows = Rows.of(needed)
+        needed, idx, left_pos, right_pos = read_positions(
+            labels, sbo_left if sbo else None, sbo_right if sbo else None, with_cls=nsp)
+        rows = Rows.of(needed)  # the last layer runs only where a head reads
         hidden = self.bert(input_ids, token_type_ids, attention_mask,
                            rows=None if rows is None else rows.rows).last_hidden_state
         at = (lambda p: p) if rows is None else rows.flat
