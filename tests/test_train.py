@@ -105,10 +105,16 @@ def test_two_process_torchrun_matches_single_process(tiny_data, tmp_path):
     single = subprocess.run([sys.executable, "-m", "maskedlm.cli", *common, "--batch-size", "8",
                              "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          "--master_port=29533", "-m", "maskedlm.cli", *common, "--batch-size", "4",
+    # --standalone: a free port for the rendezvous; each rank's own output goes to
+    # --log-dir so a failing rank's message is shown, not only torchrun's summary
+    logs = tmp_path / "logs"
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "--log-dir", str(logs), "--redirects", "3",
+                          "-m", "maskedlm.cli", *common, "--batch-size", "4",
                           "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    rank_logs = "".join(f"--- {p.relative_to(logs)}\n{p.read_text()[-3000:]}"
+                        for p in sorted(logs.rglob("std*.log")))
+    assert ddp.returncode == 0, rank_logs + ddp.stderr[-1500:]
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 4
     for (s1, a), (s2, b) in zip(one, two, strict=True):
