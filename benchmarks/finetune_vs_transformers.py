@@ -4,6 +4,8 @@ Both sides use the same hyperparameters (AdamW, lr 5e-5, batch 32, 10% linear wa
 then linear decay, weight decay 0.01, the same epochs), dynamic padding and
 length-grouped batches, the same subword labelling and argmax decoding from the first
 subword, and seqeval entity F1 on dev. Prints a table and one JSON line per system.
+Each system runs in a fresh Python process of its own (``--only``), so neither
+inherits the other's warm allocator or random state.
 
     nice -n 19 .venv/bin/python benchmarks/finetune_vs_transformers.py --epochs 2
     nice -n 19 .venv/bin/python benchmarks/finetune_vs_transformers.py --train-limit 2000 --epochs 1
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,6 +102,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
         return rows
 
     train_rows, dev_rows = encode(train), encode(dev)
+    torch.manual_seed(a.seed)  # the classifier's initialisation, as ours is seeded
     model = BertForTokenClassification.from_pretrained(
         a.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index)
     # A plain loop (Trainer needs `accelerate`, which the project does not depend on),
@@ -184,14 +189,20 @@ def main() -> None:
     a.model = a.model or default_model()
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.only:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = (run_ours(a, Path(a.ours_out) if a.ours_out else Path(tmp) / "ours")
+                 if a.only == "ours" else run_transformers(a))
+        print(json.dumps(r), flush=True)
+        return
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if a.only != "transformers":
-            results.append(run_ours(a, Path(a.ours_out) if a.ours_out else Path(tmp) / "ours"))
-            print(json.dumps(results[-1]), flush=True)
-        if a.only != "ours":
-            results.append(run_transformers(a))
-            print(json.dumps(results[-1]), flush=True)
+    for system in ("ours", "transformers"):
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--only", system]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if proc.returncode:
+            sys.exit(f"{system} run failed (exit {proc.returncode}): {' '.join(cmd)}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
     print(f"\nCoNLL-2003 dev, {a.epochs:g} epoch(s), train limit {a.train_limit or 'none'}, "
           f"{a.precision}, lr {a.lr}, batch {a.batch_size}, labels on {a.label_subwords} subwords, one seed each")
     print(f"{'system':<14}{'dev F1':>8}{'P':>8}{'R':>8}{'train ex/s':>12}{'wall s':>9}")

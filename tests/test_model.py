@@ -167,3 +167,34 @@ def test_pretraining_losses_are_those_of_the_full_last_layer():
         nsp_sum = torch.nn.functional.cross_entropy(nsp_logits, nsp, reduction="sum")
     torch.testing.assert_close(out.mlm_loss, mlm)
     torch.testing.assert_close(out.nsp_loss, nsp_sum)
+
+
+def test_token_embedding_reuses_its_gradient_and_matches_stock_embedding():
+    from maskedlm.model import TokenEmbedding
+
+    torch.manual_seed(0)
+    ours = TokenEmbedding(50, 8, padding_idx=0)
+    stock = torch.nn.Embedding(50, 8, padding_idx=0)
+    stock.weight.data.copy_(ours.weight.data)
+    ptrs = []
+    for step in range(4):
+        ids = torch.randint(0, 50, (3, 7))
+        ids[0, -2:] = 0  # padding gets no gradient
+        up = torch.randn(3, 7, 8)
+        for emb in (ours, stock):
+            emb.weight.grad = None  # zero_grad(set_to_none=True)
+            (emb(ids) * up).sum().backward()
+            if step == 3:  # accumulate a second backward into the same .grad
+                (emb(ids) * up).sum().backward()
+        torch.testing.assert_close(ours.weight.grad, stock.weight.grad, rtol=1e-6, atol=1e-6)
+        ptrs.append(ours.weight.grad.data_ptr())
+    assert len(set(ptrs)) == 1  # one tensor, zeroed in place each step
+
+    held = ours.weight.grad  # someone keeps the old gradient: it must not be overwritten
+    before = held.clone()
+    ours.weight.grad = None
+    ours(torch.tensor([[1, 2, 3]])).sum().backward()
+    torch.testing.assert_close(held, before)
+    assert ours.weight.grad.data_ptr() != held.data_ptr()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), stock(ids))
