@@ -185,3 +185,21 @@ def test_linear_schedule_by_steps_and_by_time():
     assert g(6) == pytest.approx(0.5)
     used[0] = 1.0
     assert g(7) == 0.0
+
+
+def test_prefetcher_close_stops_and_joins_its_thread():
+    import time as _time
+
+    from maskedlm.train import Prefetcher
+
+    class Slow:  # any object with step_batches(step) is a batch source
+        def step_batches(self, step):
+            _time.sleep(0.01)
+            return [{"step": step}]
+
+    pf = Prefetcher(Slow(), 0, 10**6, depth=2)
+    first = next(iter(pf))
+    assert first == [{"step": 0}]
+    _time.sleep(0.05)  # the queue fills and the thread blocks on put()
+    pf.close()
+    assert not pf.thread.is_alive()

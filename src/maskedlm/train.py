@@ -167,10 +167,18 @@ class Prefetcher:
                 raise item
             yield item
 
-    def close(self) -> None:
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop the thread and wait for it: a daemon thread still building numpy batches
+        while the interpreter (or a DDP rank) shuts down can abort the process."""
         self.stopped = True
-        while not self.q.empty():
-            self.q.get_nowait()
+        deadline = time.monotonic() + timeout
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            try:  # unblock a put() on the full queue
+                while True:
+                    self.q.get_nowait()
+            except queue.Empty:
+                pass
+            self.thread.join(timeout=0.05)
 
 
 TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label",
