@@ -34,7 +34,7 @@ def test_linear_cross_entropy_matches_plain_loss_and_grads(chunk, with_bias, sca
     (upstream * ref_loss).backward()
     torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=1e-6)
     assert int(correct) == int(ref_correct) >= 1
-    for a, x in zip(got, [x for x in (h, w, b) if x is not None]):
+    for a, x in zip(got, [x for x in (h, w, b) if x is not None], strict=True):
         torch.testing.assert_close(a, x.grad, rtol=1e-5, atol=1e-5)
 
 

@@ -131,7 +131,7 @@ def test_last_layer_rows_equal_full_outputs_and_gradients():
         (picked * w).sum().backward()
         grads.append(([p.grad.clone() for p in model.parameters()], picked.detach()))
     torch.testing.assert_close(grads[0][1], grads[1][1])
-    for a, b in zip(grads[0][0], grads[1][0]):
+    for a, b in zip(grads[0][0], grads[1][0], strict=True):
         torch.testing.assert_close(a, b)
 
 

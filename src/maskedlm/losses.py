@@ -71,7 +71,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # the usual case of loss.backward() straight on this loss (grad 1).
         one = grad_loss.device.type == "cpu" and float(grad_loss) == 1.0
         out = [None if g is None else (g if one else g * grad_loss).to(dtype)
-               for g, dtype in zip(ctx.grads, ctx.dtypes)]
+               for g, dtype in zip(ctx.grads, ctx.dtypes, strict=True)]
         ctx.grads = None
         return out[0], out[1], out[2], None, None, None
 

@@ -124,12 +124,12 @@ class TokenEmbedding(nn.Embedding):
 
     PyTorch's embedding backward allocates a fresh zeroed (V, H) gradient every step. For
     a 30k x 384 table that is 47 MB, above glibc's largest mmap threshold (32 MB), so each
-    step maps it fresh from the kernel and page-faults it in: 10-25 ms on this CPU, about
-    6-10% of a MiniLM fine-tuning step, where zeroing a tensor already in memory takes 1
-    ms. Here the gradient of the previous step, once ``zero_grad(set_to_none=True)`` has
-    let go of it, is zeroed in place and filled with ``index_add_``: the same values and
-    the same autograd semantics (accumulation, tied weights and DDP take the gradient
-    from autograd as usual). CUDA, eval and the ``max_norm``/``sparse`` options take
+    step maps it fresh from the kernel and page-faults it in: ~12 ms on this CPU, about 6%
+    of a MiniLM fine-tuning step, where zeroing a tensor already in memory takes 1 ms.
+    Here the gradient of the previous step, once ``zero_grad(set_to_none=True)`` has let
+    go of it, is zeroed in place and filled with ``index_add_``: the same values and the
+    same autograd semantics (accumulation, tied weights and DDP take the gradient from
+    autograd as usual). CUDA, eval and the ``max_norm``/``sparse`` options take
     the stock path.
     """
 
@@ -154,7 +154,7 @@ class Embeddings(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.word_embeddings = TokenEmbedding(config.vocab_size, config.hidden_size,
-                                            padding_idx=config.pad_token_id)
+                                              padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
