@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from maskedlm.errors import MaskedLMError
 from maskedlm.pretrain import PretrainBatches, PretrainOptions, pretrain
-from maskedlm.train import TrainConfig
+from maskedlm.train import Prefetcher, TrainConfig
 
 
 def opts(data, out, **kw) -> PretrainOptions:
@@ -188,18 +189,14 @@ def test_linear_schedule_by_steps_and_by_time():
 
 
 def test_prefetcher_close_stops_and_joins_its_thread():
-    import time as _time
-
-    from maskedlm.train import Prefetcher
-
     class Slow:  # any object with step_batches(step) is a batch source
         def step_batches(self, step):
-            _time.sleep(0.01)
+            time.sleep(0.01)
             return [{"step": step}]
 
     pf = Prefetcher(Slow(), 0, 10**6, depth=2)
     first = next(iter(pf))
     assert first == [{"step": 0}]
-    _time.sleep(0.05)  # the queue fills and the thread blocks on put()
+    time.sleep(0.05)  # the queue fills and the thread blocks on put()
     pf.close()
     assert not pf.thread.is_alive()

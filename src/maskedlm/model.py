@@ -107,16 +107,14 @@ class _ReusedGradLookup(torch.autograd.Function):
         if (buf is None or weight.grad is not None or sys.getrefcount(buf) > 2 or buf._base is not None
                 or buf.shape != weight.shape or buf.dtype != grad.dtype or buf.device != grad.device):
             buf = None
-        ids = ids.reshape(-1)
-        rows = grad.reshape(-1, grad.shape[-1])
-        if module.padding_idx is not None:  # the padding row gets no gradient
-            keep = ids != module.padding_idx
-            ids, rows = ids[keep], rows[keep]
         if buf is None:
             buf = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device)
         else:
             buf.zero_()
-        return buf.index_add_(0, ids, rows), None, None
+        buf.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        if module.padding_idx is not None:  # the padding row gets no gradient
+            buf[module.padding_idx] = 0
+        return buf, None, None
 
 
 class TokenEmbedding(nn.Embedding):
