@@ -32,9 +32,9 @@ def write_corpus(path: Path, n_docs: int = 60, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """{'corpus', 'tokenizer', 'shards'} for a 60-document synthetic corpus."""
-    from maskedlm.corpus import iter_documents
-    from maskedlm.shards import prepare_shards
-    from maskedlm.tokenizer import train_tokenizer
+    from maskedlm.data.corpus import iter_documents
+    from maskedlm.data.shards import prepare_shards
+    from maskedlm.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny")
     corpus = write_corpus(root / "corpus.txt")

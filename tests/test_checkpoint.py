@@ -10,9 +10,9 @@ from maskedlm.checkpoint import (
     save_checkpoint,
     to_hf_state_dict,
 )
-from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
-from maskedlm.heads import BertForPreTraining
+from maskedlm.models.config import ModelConfig
+from maskedlm.models.heads import BertForPreTraining
 
 
 def tiny(**kw) -> ModelConfig:

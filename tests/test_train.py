@@ -78,9 +78,9 @@ def test_resume_without_checkpoint_is_a_user_error(tiny_data, tmp_path):
 
 def test_seq_len_beyond_position_table(tiny_data, tmp_path):
     from maskedlm.checkpoint import save_checkpoint
-    from maskedlm.config import ModelConfig
-    from maskedlm.heads import BertForPreTraining
-    from maskedlm.tokenizer import Tokenizer
+    from maskedlm.data.tokenizer import Tokenizer
+    from maskedlm.models.config import ModelConfig
+    from maskedlm.models.heads import BertForPreTraining
 
     tok = Tokenizer.load(tiny_data["tokenizer"])
     cfg = ModelConfig.from_name("tiny", vocab_size=tok.vocab_size, max_position_embeddings=64)
@@ -154,11 +154,11 @@ def test_multilingual_sampling_on_real_sentences(tmp_path, capsys):
 
 def test_init_with_shards_of_another_tokenizer_is_an_error(tiny_data, tmp_path):
     from maskedlm.checkpoint import save_checkpoint
-    from maskedlm.config import ModelConfig
-    from maskedlm.corpus import iter_documents
-    from maskedlm.heads import BertForPreTraining
-    from maskedlm.shards import prepare_shards
-    from maskedlm.tokenizer import Tokenizer, train_tokenizer
+    from maskedlm.data.corpus import iter_documents
+    from maskedlm.data.shards import prepare_shards
+    from maskedlm.data.tokenizer import Tokenizer, train_tokenizer
+    from maskedlm.models.config import ModelConfig
+    from maskedlm.models.heads import BertForPreTraining
 
     tok = Tokenizer.load(tiny_data["tokenizer"])
     save_checkpoint(tmp_path / "ck", BertForPreTraining(

@@ -5,8 +5,8 @@
 >>> model.fill_mask("Return the [MASK] of the list.")  # doctest: +SKIP
 """
 
-from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
+from maskedlm.models.config import ModelConfig
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "MaskedLMError", "MaskedLM", "load", "load_task", "__version__"]

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from maskedlm.checkpoint import load_model
+from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
-from maskedlm.heads import BertForPreTraining
-from maskedlm.tokenizer import Tokenizer
+from maskedlm.models.heads import BertForPreTraining
 
 
 class MaskedLM:
@@ -39,7 +39,7 @@ class MaskedLM:
         >>> model.encode(["A cat sat.", "A dog sat."], normalize=True).shape  # doctest: +SKIP
         (2, 384)
         """
-        from maskedlm.embeddings import encode
+        from maskedlm.embeddings.pooling import encode
         return encode(self, texts, **kw)
 
     def embed_words(self, sentences: list[str] | list[list[str]], **kw: Any) -> list[np.ndarray]:
@@ -48,7 +48,7 @@ class MaskedLM:
         >>> model.embed_words([["He", "sat", "on", "the", "bank"]])[0].shape  # doctest: +SKIP
         (5, 384)
         """
-        from maskedlm.embeddings import embed_words
+        from maskedlm.embeddings.pooling import embed_words
         return embed_words(self, sentences, **kw)
 
     @torch.no_grad()

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maskedlm.config import ModelConfig
 from maskedlm.errors import MaskedLMError
-from maskedlm.heads import BertForPreTraining
+from maskedlm.models.config import ModelConfig
+from maskedlm.models.heads import BertForPreTraining
 
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
@@ -66,14 +66,18 @@ def to_hf_state_dict(model: BertForPreTraining) -> dict[str, torch.Tensor]:
             for name, part in zip(("query", "key", "value"), t.chunk(3, dim=0), strict=True):
                 out[f"{prefix}attention.self.{name}.{kind}"] = part.contiguous()
             continue
-        for ours, theirs in _LAYER_TO_HF.items():
-            if rest.startswith(ours):
-                out[prefix + theirs + rest[len(ours):]] = t
-                break
-        else:
-            out[key] = t
+        renamed = _swap_prefix(rest, _LAYER_TO_HF.items())
+        out[key if renamed is None else prefix + renamed] = t
     return out
 
+
+
+def _swap_prefix(name: str, pairs: Iterable[tuple[str, str]]) -> str | None:
+    """``name`` with the first matching ``old`` prefix replaced by ``new``; None if none does."""
+    for old, new in pairs:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return None
 
 def normalize_hf_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Accept the layouts found in the wild and return ``BertForPreTraining`` names.
@@ -112,12 +116,8 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         if sm:
             qkv.setdefault((prefix, sm.group(2)), {})[sm.group(1)] = t
             continue
-        for ours, theirs in _LAYER_TO_HF.items():
-            if rest.startswith(theirs):
-                out[prefix + ours + rest[len(theirs):]] = t
-                break
-        else:
-            out[key] = t
+        renamed = _swap_prefix(rest, ((hf, ours) for ours, hf in _LAYER_TO_HF.items()))
+        out[key if renamed is None else prefix + renamed] = t
     for (prefix, kind), parts in qkv.items():
         if set(parts) != {"query", "key", "value"}:
             raise MaskedLMError(f"{prefix}attention.self: missing {sorted({'query', 'key', 'value'} - set(parts))}")
@@ -266,7 +266,7 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
 def export_hf(path: str | Path, out: str | Path) -> Path:
     """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads."""
     model, ckpt = load_model(path)
-    from maskedlm.tokenizer import Tokenizer
+    from maskedlm.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(ckpt)
 

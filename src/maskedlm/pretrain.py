@@ -26,17 +26,17 @@ from maskedlm.checkpoint import (
     resolve_checkpoint_dir,
     save_checkpoint,
 )
-from maskedlm.config import ModelConfig
+from maskedlm.data.instances import RECIPES, InstanceSet, build_instances
+from maskedlm.data.masking import MaskingConfig, mask_batch, recipe_masking
+from maskedlm.data.shards import ShardSet
+from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
-from maskedlm.heads import BertForPreTraining
-from maskedlm.instances import InstanceSet, build_instances
-from maskedlm.masking import MaskingConfig, mask_batch
-from maskedlm.shards import ShardSet
-from maskedlm.tokenizer import Tokenizer
+from maskedlm.models.config import ModelConfig
+from maskedlm.models.heads import BertForPreTraining
 from maskedlm.train import Batch, DistInfo, TrainConfig, train
 
 Recipe = Literal["bert", "roberta", "spanbert"]
-RECIPES: tuple[str, ...] = ("bert", "roberta", "spanbert")
+
 
 
 @dataclass
@@ -74,15 +74,8 @@ class PretrainOptions:
 
 def masking_config(opts: PretrainOptions) -> MaskingConfig:
     """The recipe's masking scheme with the user's overrides."""
-    scheme = "span" if opts.recipe == "spanbert" else ("whole_word" if opts.whole_word else "token")
-    kw: dict[str, Any] = {"scheme": scheme}
-    if opts.masking_budget:
-        kw["budget"] = opts.masking_budget
-    if opts.random_source:
-        kw["random_source"] = opts.random_source
-    if opts.merge_spans is not None:
-        kw["merge_adjacent"] = opts.merge_spans
-    return MaskingConfig(**kw)
+    return recipe_masking(opts.recipe, whole_word=opts.whole_word, budget=opts.masking_budget,
+                          random_source=opts.random_source, merge_spans=opts.merge_spans)
 
 
 class PretrainBatches:
@@ -189,9 +182,9 @@ def _stack_padded(parts: list[Batch]) -> Batch:
 def resolve_data(opts: PretrainOptions, di: DistInfo) -> ShardSet:
     """Shards from --data, or from --corpus (training a tokenizer if none is given),
     or from the embedded default corpus (the standard library's docstrings)."""
-    from maskedlm.corpus import parse_corpus_args, write_stdlib_corpus
-    from maskedlm.shards import prepare_shards
-    from maskedlm.tokenizer import train_tokenizer
+    from maskedlm.data.corpus import parse_corpus_args, write_stdlib_corpus
+    from maskedlm.data.shards import prepare_shards
+    from maskedlm.data.tokenizer import train_tokenizer
 
     if opts.data:
         return ShardSet.load(opts.data)
@@ -206,7 +199,7 @@ def resolve_data(opts: PretrainOptions, di: DistInfo) -> ShardSet:
     if not tok_dir:
         tok_dir = str(work / "tokenizer")
         if di.is_main and not (Path(tok_dir) / "tokenizer.json").is_file():
-            from maskedlm.corpus import iter_corpus_documents
+            from maskedlm.data.corpus import iter_corpus_documents
             tok = train_tokenizer(iter_corpus_documents(corpus, alpha=opts.alpha, seed=opts.train.seed),
                                   vocab_size=opts.vocab_size, lowercase=opts.uncased,
                                   show_progress=opts.train.progress)

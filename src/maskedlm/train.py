@@ -308,8 +308,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         # the starting point, e.g. for continued pretraining from --init
         log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
-    window = {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
-              "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0}
+    window = _new_window()
     prefetch = Prefetcher(source, start, cfg.max_steps)
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and di.is_main),
                desc="pretrain", unit="step", dynamic_ncols=True)
@@ -322,32 +321,8 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
             window["wait"] += time.perf_counter() - t_wait
             # Dropout randomness is a function of (seed, rank, step): resume is exact.
             torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
-            n_local = sum(int((b["labels"] != -100).sum()) for b in micro)
-            seq_local = sum(b["input_ids"].shape[0] for b in micro)
-            n_global, seq_global = _all_reduce([float(n_local), float(seq_local)], di)
-            for i, b in enumerate(micro):
-                sync = ddp is model or i == len(micro) - 1
-                with (nullcontext() if sync else ddp.no_sync()), autocast(cfg.precision, di.device):
-                    out = ddp(**to_tensors(b, di.device), normalizer=max(n_global, 1.0),
-                              nsp_normalizer=seq_global)
-                # DDP averages gradients over ranks; we want the global sum / global count.
-                (out.loss * di.world_size).backward()
-                window["mlm"] += float(out.mlm_loss)
-                window["correct"] += float(out.mlm_correct)
-                window["sbo"] += float(out.sbo_loss) if out.sbo_loss is not None else 0.0
-                window["nsp"] += float(out.nsp_loss) if out.nsp_loss is not None else 0.0
-                window["tokens"] += int(b["attention_mask"].sum()) if "attention_mask" in b \
-                    else b["input_ids"].size
-            window["n"] += n_local
-            window["seq"] += seq_local
-            window["steps"] += 1
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            if not torch.isfinite(gnorm):
-                raise MaskedLMError(f"step {step + 1}: the loss or gradients turned NaN/inf; "
-                                    "lower --lr or use --precision fp32 (last checkpoint kept)")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _forward_backward(ddp, model, micro, cfg, di, window)
+            _optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
             done = step + 1
             if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
                 frac = (time.perf_counter() - t_start) / cfg.max_time
@@ -361,8 +336,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                 if not math.isfinite(record["loss"]):
                     raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
                 bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
-                window.update(loss=0.0, mlm=0.0, sbo=0.0, nsp=0.0, n=0, seq=0, correct=0.0,
-                              tokens=0, wait=0.0, t0=time.perf_counter(), steps=0)
+                window = _new_window()
             else:
                 record = {}
             if last or (cfg.save_every and done % cfg.save_every == 0):
@@ -383,6 +357,53 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         prefetch.close()
         bar.close()
     return record
+
+
+def _new_window() -> dict[str, Any]:
+    """Sums over the steps since the last log record (see :func:`_log_record`)."""
+    return {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
+            "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0}
+
+
+def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg: TrainConfig,
+                      di: DistInfo, window: dict[str, Any]) -> None:
+    """Gradients of one global step, accumulated over its micro-batches; adds to ``window``.
+
+    Each loss is normalised by the step's global target count (all micro-batches, all
+    ranks), so accumulation and data parallelism equal one large batch.
+    """
+    n_local = sum(int((b["labels"] != -100).sum()) for b in micro)
+    seq_local = sum(b["input_ids"].shape[0] for b in micro)
+    n_global, seq_global = _all_reduce([float(n_local), float(seq_local)], di)
+    for i, b in enumerate(micro):
+        sync = ddp is model or i == len(micro) - 1  # DDP all-reduces on the last one only
+        with (nullcontext() if sync else ddp.no_sync()), autocast(cfg.precision, di.device):
+            out = ddp(**to_tensors(b, di.device), normalizer=max(n_global, 1.0),
+                      nsp_normalizer=seq_global)
+        # DDP averages gradients over ranks; we want the global sum / global count.
+        (out.loss * di.world_size).backward()
+        window["mlm"] += float(out.mlm_loss)
+        window["correct"] += float(out.mlm_correct)
+        window["sbo"] += float(out.sbo_loss) if out.sbo_loss is not None else 0.0
+        window["nsp"] += float(out.nsp_loss) if out.nsp_loss is not None else 0.0
+        window["tokens"] += int(b["attention_mask"].sum()) if "attention_mask" in b \
+            else b["input_ids"].size
+    window["n"] += n_local
+    window["seq"] += seq_local
+    window["steps"] += 1
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, clip_grad: float,
+                    step: int) -> None:
+    """Clip, check, step the optimizer and the schedule, release the gradients."""
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if not torch.isfinite(gnorm):
+        raise MaskedLMError(f"step {step + 1}: the loss or gradients turned NaN/inf; "
+                            "lower --lr or use --precision fp32 (last checkpoint kept)")
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _log_record(step: int, w: dict[str, Any], lr: float, di: DistInfo) -> dict[str, Any]:

@@ -19,11 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskedlm.config import ModelConfig
+from maskedlm.data.corpus import is_number
+from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.models.config import ModelConfig
 from maskedlm.tasks.common import (
     Batch,
     Feature,
+    LinearHead,
     TaskModel,
     encoder_inputs,
     label_index,
@@ -31,18 +34,10 @@ from maskedlm.tasks.common import (
     warn_truncated,
 )
 from maskedlm.tasks.data import TextExample, read_table
-from maskedlm.tokenizer import Tokenizer
 
 
-class ClassifierHead(nn.Module):
+class ClassifierHead(LinearHead):
     """dropout + linear over the [CLS] state: (B, T, H) -> (B, C) logits."""
-
-    def __init__(self, hidden_size: int, n_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_size, n_labels)
-        nn.init.normal_(self.out.weight, std=0.02)
-        nn.init.zeros_(self.out.bias)
 
     def forward(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.out(self.dropout(hidden[:, 0]))
@@ -82,7 +77,7 @@ class ClassifyTask:
     def fit_labels(self, examples: list[TextExample]) -> None:
         found = {e.label for e in examples if e.label is not None}
         # numeric labels in numeric order, so GLUE's "0"/"1" keep their meaning
-        key = (lambda s: (0, float(s), s)) if all(_is_number(x) for x in found) else (lambda s: (1, 0.0, s))
+        key = (lambda s: (0, float(s), s)) if all(is_number(x) for x in found) else (lambda s: (1, 0.0, s))
         self.labels = sorted(found, key=key)
         if len(self.labels) < 2:
             raise MaskedLMError(f"{examples[0].where.rsplit(':', 1)[0]}: training data has "
@@ -150,11 +145,3 @@ class ClassifyTask:
         return [{"label": self.labels[int(p.argmax())], "score": float(p.max()),
                  "probs": {lab: float(v) for lab, v in zip(self.labels, p, strict=True)}}
                 for p in probs]
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskedlm.config import ModelConfig
-from maskedlm.model import BertModel
-from maskedlm.tokenizer import Tokenizer
+from maskedlm.data.tokenizer import Tokenizer
+from maskedlm.models.bert import BertModel
+from maskedlm.models.config import ModelConfig
 
 Feature = dict[str, Any]
 Batch = dict[str, torch.Tensor]
@@ -212,3 +212,27 @@ def span_text(text: str | None, words: list[str], offsets: list[tuple[int, int]]
     if text is not None and offsets:
         return text[offsets[start][0]:offsets[end - 1][1]]
     return " ".join(words[start:end])
+
+
+class LinearHead(nn.Module):
+    """dropout + linear (N(0, 0.02) weights, zero bias), the task heads' output layer."""
+
+    def __init__(self, hidden_size: int, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, n_labels)
+        nn.init.normal_(self.out.weight, std=0.02)
+        nn.init.zeros_(self.out.bias)
+
+
+def split_inputs(tok: Tokenizer, inputs: list[Any]
+                 ) -> tuple[list[list[str]], list[str | None], list[Any]]:
+    """Raw strings or lists of words -> (words, text or None, word offsets or None) each."""
+    words, texts, offsets = [], [], []
+    for x in inputs:
+        if isinstance(x, str):
+            w, o = split_words(tok, x)
+            words.append(w), texts.append(x), offsets.append(o)
+        else:
+            words.append(list(x)), texts.append(None), offsets.append(None)
+    return words, texts, offsets

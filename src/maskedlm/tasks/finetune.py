@@ -32,13 +32,13 @@ from maskedlm.checkpoint import (
     load_model,
     to_hf_state_dict,
 )
+from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
-from maskedlm.heads import BertForPreTraining
+from maskedlm.models.heads import BertForPreTraining
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.tokenizer import Tokenizer
 from maskedlm.train import autocast
 
 TASK_FILE = "task.json"
@@ -231,6 +231,32 @@ def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr)
 
 
+def _read_examples(task: Task, train: str | Path, dev: str | Path | None, limit: int | None,
+                   rng: np.random.Generator) -> tuple[list[Any], list[Any] | None]:
+    """Training examples (a seeded subsample of ``limit``), dev examples; fits the labels."""
+    train_ex = task.read(str(train))
+    if limit:
+        train_ex = [train_ex[i] for i in sorted(rng.permutation(len(train_ex))[:limit])]
+    dev_ex = task.read(str(dev)) if dev else None
+    task.fit_labels(train_ex)
+    return train_ex, dev_ex
+
+
+def _load_encoder(model_path: str | Path) -> tuple[BertForPreTraining, Tokenizer]:
+    pretrained, ckpt = load_model(model_path, warn_fresh=False)  # the MLM head is not used
+    tok = Tokenizer.load(ckpt)
+    if tok.vocab_size > pretrained.config.vocab_size:
+        raise MaskedLMError(f"{ckpt}: tokenizer has {tok.vocab_size} tokens but the embedding "
+                            f"table {pretrained.config.vocab_size}")
+    return pretrained, tok
+
+
+def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+
+
 def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | Path | None,
              out: str | Path, cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune an encoder (ours or a Hugging Face BERT dir) on ``train``; keep the best
@@ -241,16 +267,8 @@ def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | P
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    train_ex = task.read(str(train))
-    if cfg.train_limit:
-        train_ex = [train_ex[i] for i in sorted(rng.permutation(len(train_ex))[:cfg.train_limit])]
-    dev_ex = task.read(str(dev)) if dev else None
-    task.fit_labels(train_ex)
-    pretrained, ckpt = load_model(model_path, warn_fresh=False)  # the MLM head is not used
-    tok = Tokenizer.load(ckpt)
-    if tok.vocab_size > pretrained.config.vocab_size:
-        raise MaskedLMError(f"{ckpt}: tokenizer has {tok.vocab_size} tokens but the embedding "
-                            f"table {pretrained.config.vocab_size}")
+    train_ex, dev_ex = _read_examples(task, train, dev, cfg.train_limit, rng)
+    pretrained, tok = _load_encoder(model_path)
     max_length = min(cfg.max_length, pretrained.config.max_position_embeddings)
     feats = task.featurize(train_ex, tok, max_length)
     if dev_ex is not None:
@@ -262,9 +280,7 @@ def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | P
     opt = _optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    warmup = int(cfg.warmup_ratio * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0
-        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    sched = _linear_schedule(opt, total, int(cfg.warmup_ratio * total))
     eval_every = cfg.eval_every or steps_per_epoch
     cfg.max_length = max_length
     history: list[dict[str, Any]] = []

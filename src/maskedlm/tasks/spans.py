@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskedlm.config import ModelConfig
+from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.models.config import ModelConfig
 from maskedlm.tasks.common import (
     Batch,
     Feature,
@@ -36,11 +37,10 @@ from maskedlm.tasks.common import (
     encoder_inputs,
     run_batches,
     span_text,
-    split_words,
+    split_inputs,
     warn_truncated,
 )
 from maskedlm.tasks.data import SpanSentence, read_spans
-from maskedlm.tokenizer import Tokenizer
 
 NULL = "NULL"
 SPAN_REPRS = ("boundary", "mean", "attention")
@@ -316,13 +316,7 @@ class SpanTask:
     def predict(self, model: TaskModel, inputs: list[Any], tok: Tokenizer, max_length: int,
                 batch_size: int) -> list[dict[str, Any]]:
         """Inputs are raw strings or lists of words; entities carry word offsets."""
-        words, texts, offsets = [], [], []
-        for x in inputs:
-            if isinstance(x, str):
-                w, o = split_words(tok, x)
-                words.append(w), texts.append(x), offsets.append(o)
-            else:
-                words.append(list(x)), texts.append(None), offsets.append(None)
+        words, texts, offsets = split_inputs(tok, inputs)
         decoded = self._decode(model, words, tok, max_length, batch_size)
         return [{"words": w, "entities": [{"start": s, "end": e, "label": lab, "score": score,
                                            "text": span_text(t, w, o, s, e)}

@@ -22,34 +22,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskedlm.config import ModelConfig
+from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
-from maskedlm.model import Rows
+from maskedlm.models.bert import Rows
+from maskedlm.models.config import ModelConfig
 from maskedlm.tasks.common import (
     Batch,
     Feature,
+    LinearHead,
     TaskModel,
     encode_words,
     encoder_inputs,
     label_index,
     run_batches,
     span_text,
-    split_words,
+    split_inputs,
     warn_truncated,
 )
 from maskedlm.tasks.data import TaggedSentence, bio_to_spans, is_bio, read_tagged
-from maskedlm.tokenizer import Tokenizer
 
 
-class TokenHead(nn.Module):
+class TokenHead(LinearHead):
     """dropout + linear, evaluated only where needed (labelled or first subwords)."""
-
-    def __init__(self, hidden_size: int, n_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_size, n_labels)
-        nn.init.normal_(self.out.weight, std=0.02)
-        nn.init.zeros_(self.out.bias)
 
     def logits(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(B, T, H) states, (N,) flat positions -> (N, C) logits."""
@@ -236,13 +230,7 @@ class TagTask:
     def predict(self, model: TaskModel, inputs: list[Any], tok: Tokenizer, max_length: int,
                 batch_size: int) -> list[dict[str, Any]]:
         """Inputs are raw strings or lists of words; entities carry word offsets."""
-        words, texts, offsets = [], [], []
-        for x in inputs:
-            if isinstance(x, str):
-                w, o = split_words(tok, x)
-                words.append(w), texts.append(x), offsets.append(o)
-            else:
-                words.append(list(x)), texts.append(None), offsets.append(None)
+        words, texts, offsets = split_inputs(tok, inputs)
         results = []
         decoded = self._decode(model, words, tok, max_length, batch_size)
         for w, text, off, (tags, probs) in zip(words, texts, offsets, decoded, strict=True):

@@ -1,0 +1,57 @@
+"""``maskedlm`` command line: thin subcommands over the typed functions.
+
+User errors (:class:`~maskedlm.errors.MaskedLMError`) print one line on stderr and
+exit with code 2. Each module here registers the subcommands of one part of the
+package: :mod:`.pretrain` (data, pretraining, fill-mask, export), :mod:`.tasks`
+(fine-tuning) and :mod:`.embeddings` (vectors, similarity, senses).
+
+>>> from maskedlm.cli import main
+>>> main(["--version"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any
+
+from maskedlm.cli import embeddings, pretrain, tasks
+from maskedlm.errors import MaskedLMError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskedlm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version="maskedlm 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (pretrain, tasks, embeddings):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    a = parser.parse_args(argv)
+    if not getattr(a, "func", None):
+        parser.print_help()
+        return 0
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *args, **kw: f"warning: {msg}\n"  # type: ignore[assignment]
+    try:
+        return int(a.func(a) or 0)
+    except MaskedLMError as e:
+        print(f"maskedlm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maskedlm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> Any:  # pragma: no cover - console script
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m maskedlm.cli ...`` and ``torchrun -m maskedlm.cli ...``."""
+
+import sys
+
+from maskedlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,384 @@
+"""Subcommands for contextual embeddings: embed, standardize, anisotropy, similarity, wsd, plot.
+
+Registered into ``maskedlm`` by :func:`register` (:mod:`maskedlm.cli` builds the parser).
+
+    maskedlm embed M --input sentences.txt --out vecs.npy --unit word --layers last4-mean
+    maskedlm standardize fit M --corpus books/ --out stats.npz
+    maskedlm anisotropy M --corpus books/ --standardize stats.npz --json
+    maskedlm similarity wic M --data wic/ --json
+    maskedlm similarity words M --pairs SimLex-999.txt --corpus books/ --json
+    maskedlm wsd train M --semcor semcor3.0.jsonl.gz --wordnet wordnet/dict --out senses/
+    maskedlm wsd eval senses/ --data semeval2007.data.xml --gold semeval2007.gold.key.txt --json
+    maskedlm wsd predict senses/ "He sat on the bank of the river ." --json
+    maskedlm plot-senses M --word die --corpus books/ --out die.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskedlm.errors import MaskedLMError
+
+
+# ----------------------------------------------------------------------------- shared options
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT directory")
+    p.add_argument("--layers", default="last",
+                   help="last, last4-sum, last4-mean or N,M,.. (0 = embeddings; averaged)")
+    p.add_argument("--pool", default="mean", choices=["mean", "first", "cls"],
+                   help="a word's sub-words: mean or first; a sentence: mean or cls")
+    p.add_argument("--standardize", metavar="STATS.npz", help="z-score with `standardize fit` stats")
+    _run_args(p)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-length", type=int, default=None,
+                   help="window length in tokens (default: the model's positions)")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="padded tokens per batch (default: 512 on CPU, 16384 on GPU)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _load(a: argparse.Namespace, path: str | None = None) -> Any:
+    from maskedlm.api import load
+
+    # Contextual embeddings use the encoder alone: no warning about a fresh MLM head.
+    return load(path or a.model, device=a.device, warn_fresh=False)
+
+
+def _run_kw(a: argparse.Namespace) -> dict[str, Any]:
+    if a.batch_tokens is not None and a.batch_tokens < 1:
+        raise MaskedLMError(f"--batch-tokens must be >= 1, got {a.batch_tokens}")
+    return {"max_length": a.max_length, "batch_tokens": a.batch_tokens,
+            "progress": not a.no_progress and sys.stderr.isatty()}
+
+
+def _positive(a: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(a, name) < 1:
+            raise MaskedLMError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+
+
+def _stats(a: argparse.Namespace, model: Any) -> Any:
+    from maskedlm.embeddings.pooling import Standardizer
+
+    if not getattr(a, "standardize", None):
+        return None
+    return Standardizer.load(a.standardize, dim=model.config.hidden_size)
+
+
+def _print(a: argparse.Namespace, result: dict[str, Any]) -> None:
+    if getattr(a, "json", False):
+        print(json.dumps(result))
+        return
+    for k, v in result.items():
+        print(f"{k}: {round(v, 4) if isinstance(v, float) else v}")
+
+
+# ----------------------------------------------------------------------------- embed
+def run_embed(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.pooling import iter_token_vectors, pool_sentence, pool_words, tokenize
+
+    path = Path(a.input)
+    if not path.is_file():
+        raise MaskedLMError(f"{path}: no such input file")
+    lines = [(n, ln.strip()) for n, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if ln.strip()]
+    if not lines:
+        raise MaskedLMError(f"{path}: no sentences (one per line)")
+    if a.unit == "word" and a.pool == "cls" or a.unit == "sentence" and a.pool == "first":
+        raise MaskedLMError(f"--pool {a.pool} does not apply to --unit {a.unit}")
+    model = _load(a)
+    std = _stats(a, model)
+    inputs = [ln.split() if a.pretokenized else ln for _, ln in lines]
+    pieces = tokenize(model.tokenizer, inputs)
+    parts: list[np.ndarray] = [np.empty(0)] * len(pieces)
+    for i, tokens in iter_token_vectors(model, pieces, layers=a.layers, **_run_kw(a)):
+        if a.unit == "word":
+            parts[i] = pool_words(tokens, pieces[i].word_starts, a.pool)
+        elif a.unit == "subword":
+            parts[i] = tokens[1:-1]
+        else:
+            parts[i] = pool_sentence(tokens, a.pool)[None]
+    rows: list[dict[str, Any]] = []
+    for (n, text), p in zip(lines, pieces, strict=True):
+        if a.unit == "word":
+            rows += [{"line": n, "word_index": j, "word": w} for j, w in enumerate(p.words)]
+        elif a.unit == "subword":
+            toks = model.tokenizer.convert_ids_to_tokens(p.ids.tolist())
+            rows += [{"line": n, "subword_index": j, "token": t} for j, t in enumerate(toks)]
+        else:
+            rows.append({"line": n, "text": text})
+    vecs = np.concatenate(parts).astype(np.float32)
+    if std is not None:
+        vecs = std.apply(vecs)
+    out = Path(a.out)
+    sidecar = out.with_suffix(".rows.jsonl")
+    _write_npy(out, vecs)
+    _write_text(sidecar, "".join(json.dumps({"row": r, **row}) + "\n" for r, row in enumerate(rows)))
+    print(f"{vecs.shape[0]} x {vecs.shape[1]} {a.unit} vectors -> {out} (rows: {sidecar})")
+    return 0
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- corpus statistics
+def _corpus_vectors(a: argparse.Namespace, model: Any) -> np.ndarray:
+    from maskedlm.embeddings.pooling import corpus_word_vectors, sample_sentences
+
+    sentences = sample_sentences(a.corpus, a.max_sentences, np.random.default_rng(a.seed))
+    return corpus_word_vectors(model, sentences, layers=a.layers, pool=a.pool, **_run_kw(a))
+
+
+def run_standardize_fit(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.pooling import fit_standardizer
+
+    _positive(a, "max_sentences")
+    model = _load(a)
+    vecs = _corpus_vectors(a, model)
+    std = fit_standardizer([vecs], info={"model": str(model.path), "layers": a.layers,
+                                         "pool": a.pool, "corpus": ",".join(a.corpus)})
+    std.save(a.out)
+    _print(a, {"out": a.out, "vectors": std.count, "dims": int(std.mean.shape[0]),
+               "max_abs_mean": float(np.abs(std.mean).max()), "max_std": float(std.std.max())})
+    return 0
+
+
+def run_anisotropy(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.pooling import anisotropy
+
+    _positive(a, "pairs", "max_sentences")
+    model = _load(a)
+    std = _stats(a, model)
+    vecs = _corpus_vectors(a, model)
+    if std is not None:
+        vecs = std.apply(vecs)
+    value = anisotropy(vecs, a.pairs, np.random.default_rng(a.seed + 1))
+    _print(a, {"anisotropy": value, "pairs": a.pairs})
+    return 0
+
+
+# ----------------------------------------------------------------------------- similarity
+def run_wic(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.similarity import evaluate_wic
+
+    model = _load(a)
+    _print(a, evaluate_wic(model, a.data, layers=a.layers, pool=a.pool,
+                           standardize=_stats(a, model), **_run_kw(a)))
+    return 0
+
+
+def run_words(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.similarity import evaluate_word_pairs
+
+    _positive(a, "max_occurrences")
+    model = _load(a)
+    result = evaluate_word_pairs(model, a.pairs, a.corpus, max_occurrences=a.max_occurrences,
+                                 layers=a.layers, pool=a.pool, standardize=_stats(a, model),
+                                 **_run_kw(a))
+    if result["missing"]:
+        warnings.warn(f"{a.pairs}: {result['missing']} pair(s) have a word absent from the corpus "
+                      "and are left out", stacklevel=1)
+    _print(a, result)
+    return 0
+
+
+# ----------------------------------------------------------------------------- wsd
+def run_wsd_train(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.wsd import WordNetInventory, read_semcor, train_centroids
+
+    if a.max_sentences < 0:
+        raise MaskedLMError(f"--max-sentences must be >= 0, got {a.max_sentences}")
+    inventory = WordNetInventory(a.wordnet)
+    model = _load(a)
+    std = _stats(a, model)
+    t0 = time.perf_counter()
+    sentences, stats = read_semcor(a.semcor, inventory)
+    if a.max_sentences:
+        sentences = sentences[:a.max_sentences]
+    t1 = time.perf_counter()
+    centroids = train_centroids(model, sentences, layers=a.layers, pool=a.pool, standardize=std,
+                                **_run_kw(a))
+    t2 = time.perf_counter()
+    centroids.info.update({"model": str(Path(model.path).resolve()), "wordnet": str(Path(a.wordnet).resolve()),
+                           "semcor": str(Path(a.semcor).resolve()), "dropped_keys": stats["dropped_keys"],
+                           "read_seconds": round(t1 - t0, 1), "embed_seconds": round(t2 - t1, 1)})
+    centroids.save(a.out)
+    info = centroids.info
+    print(f"{info['senses']} sense centroids from {info['annotations']} annotations in "
+          f"{info['sentences']} sentences ({stats['dropped_keys']} keys not in WordNet dropped); "
+          f"read {t1 - t0:.0f} s, embedded {t2 - t1:.0f} s -> {a.out}")
+    return 0
+
+
+def _wsd_setup(a: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from maskedlm.embeddings.wsd import SenseCentroids, WordNetInventory
+
+    centroids = SenseCentroids.load(a.senses)
+    wordnet = a.wordnet or centroids.info.get("wordnet")
+    model_path = a.model or centroids.info.get("model")
+    if not wordnet or not model_path:
+        raise MaskedLMError(f"{a.senses}: records no model/wordnet; pass --model and --wordnet")
+    return _load(a, model_path), centroids, WordNetInventory(wordnet)
+
+
+def run_wsd_eval(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.wsd import evaluate
+
+    model, centroids, inventory = _wsd_setup(a)
+    result = evaluate(model, centroids, inventory, a.data, a.gold, **_run_kw(a))
+    fallbacks = result.pop("fallbacks")
+    print(f"answers: {fallbacks['1nn']} by 1-NN, {fallbacks['mfs']} by MFS fallback, "
+          f"{fallbacks['none']} without candidates", file=sys.stderr)
+    _print(a, result)
+    return 0
+
+
+def run_wsd_predict(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.wsd import predict_text
+
+    model, centroids, inventory = _wsd_setup(a)
+    for text in a.text:
+        result = predict_text(model, centroids, inventory, text, **_run_kw(a))
+        if a.json:
+            print(json.dumps(result))
+            continue
+        print(text)
+        for r in result:
+            print(f"  {r['word']:<15} {r['sense_key'] or '-':<28} ({r['source']}) {r['definition']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- plot
+def run_plot_senses(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.plots import plot_word_senses
+    from maskedlm.embeddings.wsd import WordNetInventory
+
+    _positive(a, "max_instances", "clusters")
+    semcor = inventory = None
+    if a.senses == "semcor":
+        if not a.semcor or not a.wordnet:
+            raise MaskedLMError("--senses semcor needs --semcor FILE and --wordnet DIR")
+        semcor, inventory = a.semcor, WordNetInventory(a.wordnet)
+    elif not a.corpus:
+        raise MaskedLMError("plot-senses: give --corpus PATH (or --senses semcor)")
+    model = _load(a)
+    result = plot_word_senses(model, a.word, a.out, corpus=a.corpus or [], semcor=semcor,
+                              inventory=inventory, max_instances=a.max_instances,
+                              clusters=a.clusters, projection=a.projection, seed=a.seed,
+                              layers=a.layers, pool=a.pool, standardize=_stats(a, model),
+                              **_run_kw(a))
+    _print(a, result)
+    return 0
+
+
+# ----------------------------------------------------------------------------- registration
+def _command(sub: argparse._SubParsersAction, name: str, help: str,
+             func: Any) -> argparse.ArgumentParser:
+    """A subcommand over a model, with ``--json`` output and its handler."""
+    p = sub.add_parser(name, help=help)
+    _model_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=func)
+    return p
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add embed, standardize, anisotropy, similarity, wsd and plot-senses to ``maskedlm``."""
+    p = sub.add_parser("embed", help="contextual vectors of sentences, words or sub-words (.npy)")
+    _model_args(p)
+    p.add_argument("--input", required=True, help="text file, one sentence per line")
+    p.add_argument("--out", required=True, help="x.npy (float32); rows listed in x.rows.jsonl")
+    p.add_argument("--unit", choices=["word", "subword", "sentence"], default="word")
+    p.add_argument("--pretokenized", action="store_true", help="words are separated by spaces")
+    p.set_defaults(func=run_embed)
+
+    p = sub.add_parser("standardize", help="per-dimension standardization (Timkey & van Schijndel 2021)")
+    ssub = p.add_subparsers(dest="standardize_cmd", required=True)
+    f = _command(ssub, "fit", "mean and std per dimension of word vectors over a corpus",
+                 run_standardize_fit)
+    _corpus_args(f)
+    f.add_argument("--out", required=True)
+
+    p = _command(sub, "anisotropy", "mean cosine of random word-instance pairs (Ethayarajh 2019)",
+                 run_anisotropy)
+    _corpus_args(p, max_sentences=1000)
+    p.add_argument("--pairs", type=int, default=10000)
+
+    p = sub.add_parser("similarity", help="word similarity in context (WiC) and of word types")
+    simsub = p.add_subparsers(dest="similarity_cmd", required=True)
+    w = _command(simsub, "wic", "Word-in-Context accuracy: cosine threshold chosen on train", run_wic)
+    w.add_argument("--data", required=True, help="WiC folder with train/dev .data.txt and .gold.txt")
+    w = _command(simsub, "words", "Spearman vs human ratings (SimLex-999, WordSim-353)", run_words)
+    w.add_argument("--pairs", required=True, help="word1<TAB>word2<TAB>score file")
+    w.add_argument("--corpus", action="append", required=True, metavar="PATH")
+    w.add_argument("--max-occurrences", type=int, default=10, help="contexts averaged per word")
+
+    p = sub.add_parser("wsd", help="1-nearest-neighbour word sense disambiguation")
+    wsub = p.add_subparsers(dest="wsd_cmd", required=True)
+    t = wsub.add_parser("train", help="sense centroids from SemCor")
+    _model_args(t)
+    t.add_argument("--semcor", required=True, help="semcor3.0.jsonl.gz")
+    t.add_argument("--wordnet", required=True, help="WordNet 3.0 dict/ folder")
+    t.add_argument("--out", required=True, help="folder for centroids.npz + senses.json")
+    t.add_argument("--max-sentences", type=int, default=0, help="first N sentences only (0: all)")
+    t.set_defaults(func=run_wsd_train)
+    for name, helptext in (("eval", "P/R/F1 on Raganato XML + key, with the MFS baseline"),
+                           ("predict", "senses of the content words of sentences")):
+        e = wsub.add_parser(name, help=helptext)
+        e.add_argument("senses", help="folder written by `wsd train`")
+        if name == "eval":
+            e.add_argument("--data", required=True, help="*.data.xml")
+            e.add_argument("--gold", required=True, help="*.gold.key.txt")
+        else:
+            e.add_argument("text", nargs="+")
+        e.add_argument("--model", help="override the model recorded in the senses folder")
+        e.add_argument("--wordnet", help="override the WordNet folder recorded there")
+        e.add_argument("--json", action="store_true")
+        _run_args(e)
+        e.set_defaults(func=run_wsd_eval if name == "eval" else run_wsd_predict)
+
+    p = sub.add_parser("plot-senses", help="2-D picture of one word's instances (PNG)")
+    _model_args(p)
+    p.add_argument("--word", required=True)
+    p.add_argument("--out", required=True, help="a .png file")
+    p.add_argument("--corpus", action="append", default=[], metavar="PATH")
+    p.add_argument("--senses", choices=["semcor"], help="colour by SemCor sense tags (else k-means)")
+    p.add_argument("--semcor", help="semcor3.0.jsonl.gz, with --senses semcor")
+    p.add_argument("--wordnet", help="WordNet dict/ folder, with --senses semcor")
+    p.add_argument("--max-instances", type=int, default=200)
+    p.add_argument("--clusters", type=int, default=3)
+    p.add_argument("--projection", choices=["auto", "umap", "pca"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_plot_senses)
+
+
+def _corpus_args(p: argparse.ArgumentParser, max_sentences: int = 5000) -> None:
+    p.add_argument("--corpus", action="append", required=True, metavar="PATH",
+                   help="text files/folders (repeatable)")
+    p.add_argument("--max-sentences", type=int, default=max_sentences,
+                   help="uniform sample of sentences (3..64 words)")
+    p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,250 @@
+"""``maskedlm pretrain``, ``tokenizer``, ``prepare``, ``fill-mask``, ``mask-preview``, ``export-hf``.
+
+The main CLI (:mod:`maskedlm.cli`) calls :func:`register`; handlers raise
+``MaskedLMError`` for user errors (exit code 2) and return an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+# ----------------------------------------------------------------------------- pretrain
+def add_masking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", choices=["bert", "roberta", "spanbert"], default="spanbert")
+    p.add_argument("--whole-word", action="store_true",
+                   help="bert/roberta: select whole words instead of single subwords")
+    p.add_argument("--masking-budget", choices=["exact", "bernoulli"], default=None,
+                   help="exact: ceil(15%%) of maskable tokens (default); bernoulli: per-token coin flips")
+    p.add_argument("--random-source", choices=["uniform", "unigram"], default=None,
+                   help="random replacements from the vocabulary (default) or corpus unigram frequencies")
+    p.add_argument("--merge-spans", action=argparse.BooleanOptionalAction, default=None,
+                   help="spanbert: merge touching spans for SBO boundaries (SpanBERT code)")
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="pretrain a BERT/RoBERTa/SpanBERT encoder",
+                       description="With no arguments: a tiny SpanBERT on the standard library's "
+                                   "docstrings (about 3 minutes on 2 CPU cores).")
+    add_masking_args(p)
+    p.add_argument("--size", default="tiny", help="tiny, mini, small, medium, base, large")
+    p.add_argument("--data", help="shards made by `maskedlm prepare`")
+    p.add_argument("--corpus", action="append", default=[], metavar="[LANG=]PATH",
+                   help="text to pretrain on (files, folders, globs); repeat for several languages")
+    p.add_argument("--tokenizer", help="a tokenizer directory (ours or Hugging Face)")
+    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT dir")
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--vocab-size", type=int, default=None)
+    p.add_argument("--uncased", action="store_true")
+    p.add_argument("--one-doc-per-line", action="store_true")
+    p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-time", type=float, default=0.0, help="wall-clock budget in seconds")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup-ratio", type=float, default=0.06)
+    p.add_argument("--clip-grad", type=float, default=1.0)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--eval-sequences", type=int, default=256)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_pretrain)
+
+
+def run_pretrain(a: argparse.Namespace) -> int:
+    from maskedlm.pretrain import PretrainOptions, pretrain
+    from maskedlm.train import TrainConfig
+
+    default_job = not (a.data or a.corpus or a.init)
+    # The embedded default trains for a fixed wall-clock budget (the LR schedule follows
+    # it), so it takes about 3 minutes whatever the machine.
+    max_steps = a.max_steps or (3000 if default_job else 1000)
+    max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
+    # Continued pretraining uses a lower peak rate (1e-4, as domain-adaptive pretraining,
+    # Gururangan et al. 2020); small models from scratch tolerate a higher one.
+    lr = a.lr or (1e-4 if a.init else 1e-3 if a.size in ("tiny", "mini") else 5e-4)
+    tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size, grad_accum=a.grad_accum,
+                       lr=lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio,
+                       clip_grad=a.clip_grad, precision=a.precision, seed=a.seed,
+                       log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
+                       max_time=max_time, progress=not a.no_progress)
+    opts = PretrainOptions(
+        recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
+        tokenizer=a.tokenizer, init=a.init,
+        vocab_size=a.vocab_size or (8000 if default_job else 30000),
+        uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seq_len=a.seq_len,
+        whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
+        merge_spans=a.merge_spans, eval_sequences=a.eval_sequences, dropout=a.dropout,
+        resume=a.resume, device=a.device, train=tcfg)
+    record = pretrain(opts)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    summary = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+    print(json.dumps(summary))
+    if default_job or a.corpus:
+        from maskedlm.api import load
+        model = load(a.out)
+        for prompt in DEFAULT_PROMPTS if default_job else PROSE_PROMPTS:
+            preds = model.fill_mask(prompt, top_k=5)
+            shown = ", ".join(f"{d['token']} ({d['score']:.2f})" for d in preds[0])
+            print(f"{prompt}\n    -> {shown}")
+    print(f"saved to {a.out}/checkpoint; try: maskedlm fill-mask {a.out} \"...[MASK]...\"")
+    return 0
+
+
+DEFAULT_PROMPTS = (
+    "Return the [MASK] of the list.",
+    "If the file does not [MASK], an exception is raised.",
+    "This function is [MASK] for internal use only.",
+)
+# For a run on the user's own --corpus: plain English prose, not docstrings.
+PROSE_PROMPTS = (
+    "She opened the [MASK] and walked into the room.",
+    "He did not know what to [MASK].",
+    "It was a cold [MASK] in the middle of winter.",
+)
+
+
+# ----------------------------------------------------------------------------- data
+def add_tokenizer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer")
+    tsub = p.add_subparsers(dest="tokenizer_cmd", required=True)
+    t = tsub.add_parser("train", help="train a WordPiece vocabulary on a corpus")
+    t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH")
+    t.add_argument("--vocab-size", type=int, default=30000)
+    t.add_argument("--out", required=True)
+    t.add_argument("--uncased", action="store_true")
+    t.add_argument("--one-doc-per-line", action="store_true")
+    t.add_argument("--alpha", type=float, default=0.3)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=run_tokenizer_train)
+
+
+def run_tokenizer_train(a: argparse.Namespace) -> int:
+    from maskedlm.data.corpus import iter_corpus_documents, parse_corpus_args
+    from maskedlm.data.tokenizer import train_tokenizer
+
+    corpus = parse_corpus_args(a.corpus)
+    tok = train_tokenizer(iter_corpus_documents(corpus, alpha=a.alpha, seed=a.seed,
+                                                one_doc_per_line=a.one_doc_per_line),
+                          vocab_size=a.vocab_size, lowercase=a.uncased)
+    tok.save(a.out)
+    print(f"tokenizer: {tok.vocab_size} tokens -> {a.out}")
+    return 0
+
+
+def add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="tokenize a corpus once into memmap shards (cached)")
+    p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seq-len", type=int, default=512,
+                   help="recorded for reference; sequences are cut at training time")
+    p.add_argument("--one-doc-per-line", action="store_true")
+    p.add_argument("--alpha", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_prepare)
+
+
+def run_prepare(a: argparse.Namespace) -> int:
+    from maskedlm.data.corpus import parse_corpus_args
+    from maskedlm.data.shards import ShardSet, prepare_shards
+
+    path = prepare_shards(parse_corpus_args(a.corpus), a.tokenizer, a.out,
+                          one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seed=a.seed)
+    meta = ShardSet.load(path).meta
+    print(json.dumps({"shards": str(path), **{k: meta[k] for k in meta
+                                               if k in ("train_tokens", "valid_tokens", "dtype",
+                                                        "languages")}}))
+    return 0
+
+
+# ----------------------------------------------------------------------------- using a model
+def add_fill_mask(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
+    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT directory")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_fill_mask)
+
+
+def run_fill_mask(a: argparse.Namespace) -> int:
+    from maskedlm.api import load
+
+    model = load(a.model)
+    for text in a.text:
+        preds = model.fill_mask(text, top_k=a.top_k)
+        if a.json:
+            print(json.dumps(preds))
+            continue
+        print(text)
+        for i, cands in enumerate(preds):
+            print(f"  [MASK] #{i + 1}: " + ", ".join(f"{c['token']} {c['score']:.3f}" for c in cands))
+    return 0
+
+
+def add_export_hf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM loads")
+    p.add_argument("model")
+    p.add_argument("out")
+    p.set_defaults(func=run_export_hf)
+
+
+def run_export_hf(a: argparse.Namespace) -> int:
+    from maskedlm.checkpoint import export_hf
+
+    print(f"exported to {export_hf(a.model, a.out)}")
+    return 0
+
+
+def add_mask_preview(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mask-preview", help="show what a recipe's masking does to real data")
+    add_masking_args(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--n", type=int, default=3, help="examples to print")
+    p.add_argument("--stats", action="store_true", help="statistics over --sequences sequences")
+    p.add_argument("--sequences", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_mask_preview)
+
+
+def run_mask_preview(a: argparse.Namespace) -> int:
+    from maskedlm.data.preview import mask_preview
+
+    result = mask_preview(a.data, recipe=a.recipe, whole_word=a.whole_word, n=a.n,
+                          sequences=a.sequences if a.stats else 0, seq_len=a.seq_len, seed=a.seed,
+                          budget=a.masking_budget, random_source=a.random_source,
+                          merge_spans=a.merge_spans)
+    if a.json:
+        print(json.dumps(result["stats"] if a.stats else result["examples"]))
+        return 0
+    for ex in result["examples"]:
+        print("original: " + ex["original"])
+        print("masked:   " + ex["masked"])
+        print()
+    if a.stats:
+        print(json.dumps(result["stats"], indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- registration
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add pretrain, tokenizer, prepare, fill-mask, mask-preview and export-hf to ``maskedlm``."""
+    for add in (add_pretrain, add_tokenizer, add_prepare, add_fill_mask, add_mask_preview,
+                add_export_hf):
+        add(sub)

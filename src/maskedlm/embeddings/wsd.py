@@ -1,0 +1,451 @@
+"""Word sense disambiguation by 1-nearest-neighbour over sense centroids.
+
+>>> from maskedlm.embeddings.wsd import WordNetInventory, read_semcor, train_centroids
+>>> wn = WordNetInventory("data/wordnet/dict")  # doctest: +SKIP
+>>> sentences, stats = read_semcor("semcor3.0.jsonl.gz", wn)  # doctest: +SKIP
+>>> centroids = train_centroids(model, sentences)  # doctest: +SKIP
+
+The method (Peters et al. 2018, sec. 5.3; Loureiro & Jorge 2019, "LMMS"): a sense's
+vector is the mean contextual vector of the SemCor tokens tagged with it; a test token
+gets, among the WordNet 3.0 senses of its lemma and POS, the sense whose vector has the
+highest cosine. Lemmas with no trained sense fall back to the most frequent sense,
+WordNet's first sense (its senses are ordered by SemCor tag counts, ``cntlist``).
+Test data and keys follow Raganato, Camacho-Collados & Navigli (2017); a prediction
+is right when it is one of the gold keys.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import warnings
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from maskedlm.embeddings.pooling import Standardizer, iter_word_vectors, tokenize
+from maskedlm.errors import MaskedLMError
+
+if TYPE_CHECKING:
+    from maskedlm.embeddings.pooling import Embedder
+
+UPOS_TO_WN = {"NOUN": "n", "VERB": "v", "ADJ": "a", "ADV": "r"}
+SS_TYPE_TO_POS = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}  # 5: adjective satellite
+# closed-class words are never disambiguated by `predict` ("He" is not helium)
+STOPWORDS = frozenset(
+    "a an the this that these those he she it they we you i me him her us them his its their our "
+    "your my mine of in on at by for with from to into onto over under about as and or but nor if "
+    "then than so be is are was were been being am do does did have has had will would shall "
+    "should can could may might must not no there here who whom which what when where why how".split())
+
+
+# ----------------------------------------------------------------------------- inventory
+class SenseInventory(Protocol):
+    """Candidate senses of a lemma and POS (n, v, a, r), most frequent first."""
+
+    def candidates(self, lemma: str, pos: str) -> list[str]: ...
+
+    def is_known(self, key: str) -> bool: ...
+
+    def analyses(self, word: str) -> list[tuple[str, str]]: ...
+
+    def definition(self, key: str) -> str: ...
+
+
+def normalize_lemma(lemma: str) -> str:
+    return lemma.strip().lower().replace(" ", "_")
+
+
+@dataclass
+class DictInventory:
+    """A sense inventory from a mapping ``{(lemma, pos): [keys, MFS first]}`` (tests, toys)."""
+
+    senses: Mapping[tuple[str, str], Sequence[str]]
+    glosses: Mapping[str, str] = field(default_factory=dict)
+
+    def candidates(self, lemma: str, pos: str) -> list[str]:
+        return list(self.senses.get((normalize_lemma(lemma), pos), []))
+
+    def is_known(self, key: str) -> bool:
+        return any(key in keys for keys in self.senses.values())
+
+    def analyses(self, word: str) -> list[tuple[str, str]]:
+        w = normalize_lemma(word)
+        return [(lemma, pos) for lemma, pos in self.senses if lemma == w]
+
+    def definition(self, key: str) -> str:
+        return self.glosses.get(key, "")
+
+
+class WordNetInventory:
+    """WordNet 3.0 read from its ``dict/`` files by NLTK's ``WordNetCorpusReader``."""
+
+    def __init__(self, dict_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(dict_dir)
+        if not (self.path / "index.sense").is_file() or not (self.path / "data.noun").is_file():
+            raise MaskedLMError(f"{self.path}: not a WordNet dict/ folder (no index.sense, data.noun)")
+        self.wn = _open_wordnet(self.path)
+        self._cache: dict[tuple[str, str], list[str]] = {}
+        self._keys: dict[str, str] | None = None
+
+    def candidates(self, lemma: str, pos: str) -> list[str]:
+        k = (normalize_lemma(lemma), pos)
+        if k not in self._cache:
+            self._cache[k] = [lem.key() for lem in self.wn.lemmas(k[0], pos)]
+        return self._cache[k]
+
+    def is_known(self, key: str) -> bool:
+        return key in self._key_map()
+
+    def _key_map(self) -> dict[str, str]:
+        if self._keys is None:
+            self._keys = self.wn.index_sense()  # NLTK's reader of index.sense: key -> "offset-pos"
+        return self._keys
+
+    def analyses(self, word: str) -> list[tuple[str, str]]:
+        out = []
+        w = normalize_lemma(word)
+        for pos in "nvar":
+            # every base form (``banks`` is a noun itself and the plural of ``bank``);
+            # the public ``morphy`` returns only the first one
+            bases = self.wn._morphy(w, pos) if hasattr(self.wn, "_morphy") else [self.wn.morphy(w, pos)]
+            out += [(b, pos) for b in dict.fromkeys(bases) if b and self.candidates(b, pos)]
+        return out
+
+    def definition(self, key: str) -> str:
+        # via index.sense, not lemma_from_key, which leaves a file handle open
+        found = self._key_map().get(key)
+        if found is None:
+            return ""
+        offset, pos = found.split("-")
+        return str(self.wn.synset_from_pos_and_offset(pos, int(offset)).definition())
+
+
+def _open_wordnet(path: Path) -> Any:
+    try:
+        import nltk.data
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    except ImportError:
+        raise MaskedLMError("WordNet: needs NLTK (pip install 'maskedlm[wsd]')") from None
+
+    class WordNet30(WordNetCorpusReader):
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None  # no Open Multilingual Wordnet mapping: this *is* WordNet 3.0
+
+    root = str(path.resolve())
+    if root not in nltk.data.path:  # NLTK only reads paths its data path authorizes
+        nltk.data.path.append(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available"
+        try:
+            return WordNet30(root, None)
+        except (OSError, ValueError, AssertionError) as e:
+            raise MaskedLMError(f"{path}: cannot read WordNet ({type(e).__name__}: {e})") from None
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Target:
+    index: int  # word position in the sentence
+    lemma: str
+    pos: str  # n, v, a, r ("" when unknown)
+    keys: list[str] = field(default_factory=list)
+    id: str = ""
+
+
+@dataclass
+class TaggedSentence:
+    words: list[str]
+    targets: list[Target]
+
+
+def read_semcor(path: str | os.PathLike[str], inventory: SenseInventory
+                ) -> tuple[list[TaggedSentence], dict[str, int]]:
+    """SemCor JSONL (one sentence per line) with every key checked against the inventory.
+
+    Multiword tokens (``took_place``) become one word with spaces. Keys the inventory
+    lacks (SemCor 3.0's ``wnsn=0`` senses) are dropped and counted, as Raganato et al. did.
+    """
+    path = Path(path)
+    stats = {"sentences": 0, "annotations": 0, "dropped_keys": 0, "dropped_tokens": 0}
+    out = []
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    tokens, lemmas, senses = rec["tokens"], rec["lemmas"], rec["sense_keys"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise MaskedLMError(f"{path}:{n}: not a SemCor record (tokens, lemmas, sense_keys)") from None
+                targets = []
+                for i, keys in enumerate(senses):
+                    if not keys:
+                        continue
+                    valid = [k for k in keys if inventory.is_known(k)]
+                    stats["dropped_keys"] += len(keys) - len(valid)
+                    if not valid:
+                        stats["dropped_tokens"] += 1
+                        continue
+                    pos = SS_TYPE_TO_POS.get(valid[0].split("%")[1][:1], "")
+                    targets.append(Target(i, lemmas[i] or valid[0].split("%")[0], pos, valid))
+                stats["sentences"] += 1
+                stats["annotations"] += len(targets)
+                out.append(TaggedSentence([t.replace("_", " ") for t in tokens], targets))
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise MaskedLMError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    if not out:
+        raise MaskedLMError(f"{path}: no sentences")
+    return out, stats
+
+
+def read_raganato(path: str | os.PathLike[str]) -> list[TaggedSentence]:
+    """Raganato et al. (2017) XML: ``<sentence>`` of ``<wf>`` and ``<instance id lemma pos>``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskedLMError(f"{path}: no such data file")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise MaskedLMError(f"{path}:{e.position[0]}: bad XML ({e})") from None
+    out = []
+    for sent in root.iter("sentence"):
+        words, targets = [], []
+        for el in sent:
+            if el.tag not in ("wf", "instance"):
+                continue
+            if el.tag == "instance":
+                if not el.get("id") or not el.get("lemma"):
+                    raise MaskedLMError(f"{path}: instance in sentence {sent.get('id')} lacks id or lemma")
+                targets.append(Target(len(words), el.get("lemma", ""),
+                                      UPOS_TO_WN.get(el.get("pos", ""), ""), [], el.get("id", "")))
+            words.append((el.text or "").strip() or "_")
+        out.append(TaggedSentence(words, targets))
+    if not any(s.targets for s in out):
+        raise MaskedLMError(f"{path}: no <instance> elements")
+    return out
+
+
+def read_gold(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Key file: ``instance_id key1 [key2 ...]`` per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskedLMError(f"{path}: no such key file")
+    gold: dict[str, list[str]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) < 2 or "%" not in cols[1]:
+            raise MaskedLMError(f"{path}:{n}: expected 'instance_id sense_key [sense_key ...]'")
+        if cols[0] in gold:
+            raise MaskedLMError(f"{path}:{n}: instance {cols[0]} listed twice")
+        gold[cols[0]] = cols[1:]
+    if not gold:
+        raise MaskedLMError(f"{path}: empty key file")
+    return gold
+
+
+# ----------------------------------------------------------------------------- centroids
+CENTROIDS_FILE, SENSES_FILE, STATS_FILE = "centroids.npz", "senses.json", "standardize.npz"
+
+
+@dataclass
+class SenseCentroids:
+    """One mean vector per sense key, with its count and how it was made."""
+
+    keys: list[str]
+    vectors: np.ndarray  # (S, H) float32
+    counts: np.ndarray  # (S,) int64
+    info: dict[str, Any] = field(default_factory=dict)
+    standardizer: Standardizer | None = None
+
+    def __post_init__(self) -> None:
+        self.row = {k: i for i, k in enumerate(self.keys)}
+        norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
+        self.unit = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """A directory: centroids.npz (vectors, counts), senses.json (keys, info)."""
+        from maskedlm.checkpoint import atomic_write_dir
+
+        def write(tmp: Path) -> None:
+            with open(tmp / CENTROIDS_FILE, "wb") as f:
+                np.savez(f, vectors=self.vectors, counts=self.counts)
+            (tmp / SENSES_FILE).write_text(json.dumps({"info": self.info, "keys": self.keys}) + "\n")
+            if self.standardizer is not None:
+                self.standardizer.save(tmp / STATS_FILE)
+        return atomic_write_dir(Path(directory), write)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> SenseCentroids:
+        d = Path(directory)
+        if not (d / SENSES_FILE).is_file() or not (d / CENTROIDS_FILE).is_file():
+            raise MaskedLMError(f"{d}: not a sense-centroid folder (made by `maskedlm wsd train`)")
+        try:
+            meta = json.loads((d / SENSES_FILE).read_text())
+            keys, info = list(meta["keys"]), dict(meta["info"])
+            with np.load(d / CENTROIDS_FILE, allow_pickle=False) as z:
+                vectors, counts = z["vectors"], z["counts"]
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            raise MaskedLMError(f"{d}: corrupt sense centroids ({type(e).__name__})") from None
+        if len(keys) != len(vectors) or len(counts) != len(vectors):
+            raise MaskedLMError(f"{d / SENSES_FILE}: {len(keys)} keys for {len(vectors)} vectors")
+        std = Standardizer.load(d / STATS_FILE) if (d / STATS_FILE).is_file() else None
+        return cls(keys, vectors, counts, info, std)
+
+
+def train_centroids(model: Embedder, sentences: Sequence[TaggedSentence], *, layers: str = "last",
+                    pool: str = "mean", standardize: Standardizer | None = None,
+                    **kw: Any) -> SenseCentroids:
+    """Mean contextual vector per sense key; every sentence is embedded exactly once."""
+    keys = sorted({k for s in sentences for t in s.targets for k in t.keys})
+    if not keys:
+        raise MaskedLMError("wsd train: no sense-tagged tokens")
+    row = {k: i for i, k in enumerate(keys)}
+    H = model.config.hidden_size
+    sums = np.zeros((len(keys), H), dtype=np.float64)
+    counts = np.zeros(len(keys), dtype=np.int64)
+    tagged = [s for s in sentences if s.targets]
+    pieces = tokenize(model.tokenizer, [s.words for s in tagged])
+    for i, vecs in iter_word_vectors(model, pieces, layers=layers, pool=pool, **kw):
+        if standardize is not None:
+            vecs = standardize.apply(vecs)
+        rows = [(row[k], t.index) for t in tagged[i].targets for k in t.keys]
+        r, w = np.array(rows).T
+        np.add.at(sums, r, vecs[w])
+        np.add.at(counts, r, 1)
+    info = {"layers": layers, "pool": pool, "hidden_size": H, "annotations": int(sum(
+        len(s.targets) for s in tagged)), "sentences": len(tagged), "senses": len(keys)}
+    return SenseCentroids(keys, (sums / counts[:, None]).astype(np.float32), counts, info, standardize)
+
+
+# ----------------------------------------------------------------------------- prediction
+@dataclass
+class Prediction:
+    key: str | None
+    source: str  # "1nn", "mfs" (no trained candidate) or "none" (no candidate at all)
+    score: float | None = None
+
+
+def nearest_sense(vec: np.ndarray, candidates: Sequence[str], centroids: SenseCentroids
+                  ) -> Prediction:
+    """The candidate with the highest cosine; the first (most frequent) one if none is trained."""
+    if not candidates:
+        return Prediction(None, "none")
+    rows = [centroids.row[k] for k in candidates if k in centroids.row]
+    if not rows:
+        return Prediction(candidates[0], "mfs")
+    sims = centroids.unit[rows] @ (vec / max(float(np.linalg.norm(vec)), 1e-12))
+    best = int(np.argmax(sims))
+    return Prediction(centroids.keys[rows[best]], "1nn", float(sims[best]))
+
+
+def _embed_targets(model: Embedder, sentences: Sequence[TaggedSentence], centroids: SenseCentroids,
+                   **kw: Any) -> dict[tuple[int, int], np.ndarray]:
+    info = centroids.info
+    if info.get("hidden_size", model.config.hidden_size) != model.config.hidden_size:
+        raise MaskedLMError(f"centroids have {info['hidden_size']} dimensions, the model "
+                            f"{model.config.hidden_size} (trained with another model?)")
+    pieces = tokenize(model.tokenizer, [s.words for s in sentences])
+    out = {}
+    for i, vecs in iter_word_vectors(model, pieces, layers=info.get("layers", "last"),
+                                     pool=info.get("pool", "mean"), **kw):
+        if centroids.standardizer is not None:
+            vecs = centroids.standardizer.apply(vecs)
+        for t in sentences[i].targets:
+            out[(i, t.index)] = vecs[t.index]
+    return out
+
+
+def predict(model: Embedder, centroids: SenseCentroids, inventory: SenseInventory,
+            sentences: Sequence[TaggedSentence], **kw: Any) -> dict[str, Prediction]:
+    """1-NN prediction for every target (by id) of ``sentences``."""
+    vecs = _embed_targets(model, sentences, centroids, **kw)
+    return {t.id: nearest_sense(vecs[(i, t.index)], _candidates(inventory, t), centroids)
+            for i, s in enumerate(sentences) for t in s.targets}
+
+
+def mfs_predictions(inventory: SenseInventory, sentences: Sequence[TaggedSentence]
+                    ) -> dict[str, Prediction]:
+    """The most frequent sense baseline: every target gets its lemma's first sense."""
+    out = {}
+    for s in sentences:
+        for t in s.targets:
+            cands = _candidates(inventory, t)
+            out[t.id] = Prediction(cands[0], "mfs") if cands else Prediction(None, "none")
+    return out
+
+
+def _candidates(inventory: SenseInventory, t: Target) -> list[str]:
+    if t.pos:
+        return inventory.candidates(t.lemma, t.pos)
+    return [k for pos in "nvar" for k in inventory.candidates(t.lemma, pos)]
+
+
+def score(predictions: Mapping[str, str | None], gold: Mapping[str, Sequence[str]]
+          ) -> dict[str, float]:
+    """Precision (right / answered), recall (right / gold instances) and their F1.
+
+    >>> score({"a": "x%1", "b": "y%1", "c": None}, {"a": ["x%1"], "b": ["z%1"], "c": ["w%1"]})
+    {'precision': 0.5, 'recall': 0.3333333333333333, 'f1': 0.4}
+    """
+    answered = [i for i in gold if predictions.get(i) is not None]
+    right = sum(predictions[i] in gold[i] for i in answered)
+    p = right / len(answered) if answered else 0.0
+    r = right / len(gold) if gold else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def evaluate(model: Embedder, centroids: SenseCentroids, inventory: SenseInventory,
+             data: str | os.PathLike[str], gold_path: str | os.PathLike[str],
+             **kw: Any) -> dict[str, Any]:
+    """Score 1-NN and the MFS baseline on a Raganato data/key pair with the same code."""
+    sentences = read_raganato(data)
+    gold = read_gold(gold_path)
+    ids = {t.id for s in sentences for t in s.targets}
+    unknown = sum(not inventory.is_known(k) for keys in gold.values() for k in keys)
+    if unknown:
+        warnings.warn(f"{gold_path}: {unknown} gold key(s) not in the sense inventory", stacklevel=2)
+    if ids - set(gold):
+        warnings.warn(f"{gold_path}: {len(ids - set(gold))} instance(s) of {data} have no gold "
+                      "key and are not scored", stacklevel=2)
+    preds = predict(model, centroids, inventory, sentences, **kw)
+    mfs = mfs_predictions(inventory, sentences)
+    result = score({i: p.key for i, p in preds.items()}, gold)
+    sources = [p.source for i, p in preds.items() if i in gold]
+    return {**result, "mfs_f1": score({i: p.key for i, p in mfs.items()}, gold)["f1"],
+            "instances": len(gold), "unknown_gold_keys": unknown,
+            "fallbacks": {s: sources.count(s) for s in ("1nn", "mfs", "none")}}
+
+
+def predict_text(model: Embedder, centroids: SenseCentroids, inventory: SenseInventory,
+                 text: str | Sequence[str], **kw: Any) -> list[dict[str, Any]]:
+    """Disambiguate every content word of a sentence (words found by WordNet's morphology)."""
+    words = text.split() if isinstance(text, str) else list(text)
+    targets = []
+    for i, w in enumerate(words):
+        if w.lower() in STOPWORDS or not any(c.isalpha() for c in w):
+            continue
+        found = inventory.analyses(w)
+        if found:
+            targets.append((Target(i, found[0][0], "", [], str(i)), found))
+    if not targets:
+        return []
+    sent = TaggedSentence(words, [t for t, _ in targets])
+    vecs = _embed_targets(model, [sent], centroids, **kw)
+    out = []
+    for t, found in targets:
+        cands = [k for lemma, pos in found for k in inventory.candidates(lemma, pos)]
+        p = nearest_sense(vecs[(0, t.index)], cands, centroids)
+        out.append({"index": t.index, "word": words[t.index], "sense_key": p.key, "source": p.source,
+                    "score": p.score, "definition": inventory.definition(p.key) if p.key else ""})
+    return out

@@ -1,0 +1,200 @@
+"""CPU kernels the BERT blocks call by name: dropout, the word-embedding gradient, attention.
+
+Each one is a measured saving on CPU (figures: ``torch.profiler`` on this 2-core machine,
+``benchmarks/RESULTS.md``) and computes what stock PyTorch computes: the same function
+with another random stream (dropout) or the same numbers (embedding, attention). CUDA
+always takes PyTorch's fused kernels.
+
+One switch turns them all off, to compare against stock PyTorch (``nn.Embedding``,
+``F.dropout``, SDPA with ``dropout_p``): the context manager :func:`stock`, or the
+environment variable ``MASKEDLM_STOCK_KERNELS=1``; both are read at call time.
+
+>>> with stock():  # doctest: +SKIP
+...     loss = model(**batch).loss  # nn.Embedding, F.dropout and SDPA inside
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_STOCK: ContextVar[bool | None] = ContextVar("maskedlm_stock_kernels", default=None)
+
+
+def stock_enabled() -> bool:
+    """True inside :func:`stock` (or when ``MASKEDLM_STOCK_KERNELS`` is set to a value
+    other than ``0``): the blocks then use stock PyTorch everywhere."""
+    inside = _STOCK.get()
+    if inside is not None:
+        return inside
+    return os.environ.get("MASKEDLM_STOCK_KERNELS", "0") not in ("", "0")
+
+
+@contextmanager
+def stock(enabled: bool = True) -> Iterator[None]:
+    """Within this block the model uses stock PyTorch kernels (``stock(False)``: ours,
+    whatever the environment says). Forward passes pick their kernels, backward follows.
+
+    >>> with stock():  # doctest: +SKIP
+    ...     out = model(ids)
+    """
+    token = _STOCK.set(enabled)
+    try:
+        yield
+    finally:
+        _STOCK.reset(token)
+
+
+# ----------------------------------------------------------------------------- dropout
+def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
+    """Bernoulli(p) boolean mask, True where dropped, from 16 random bits per element.
+
+    ``randint`` over the full int64 range gives 64 uniform bits per draw (``random_()``
+    would leave the top bit 0); each 16-bit lane is compared with p * 2^16.
+    """
+    n = math.prod(shape)
+    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    lanes = words.view(torch.int16)[:n].view(shape)
+    return lanes < round(p * 65536) - 32768
+
+
+class _Dropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:  # type: ignore[override]
+        drop = drop_mask(x.shape, p, x.device)
+        ctx.scale = 1.0 / (1.0 - p)
+        ctx.save_for_backward(drop)
+        return x.masked_fill(drop, 0).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (drop,) = ctx.saved_tensors
+        return grad.masked_fill(drop, 0).mul_(ctx.scale), None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout; on CPU from a cheap 16-bit mask, elsewhere ``F.dropout``.
+
+    On CPU, dropout is the largest cost after the matmuls: ``F.dropout`` (``bernoulli_``)
+    draws one Mersenne-Twister number per element, about 9 ns each on this machine, 9%
+    of a mini pretraining step (32 x 128). Here ``randint`` gives 64 random bits per
+    four elements (2^-16 resolution on p) and a 1-byte mask is kept for the backward:
+    a dropout forward + backward about 4x cheaper.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0 or stock_enabled():
+        return F.dropout(x, p, True)
+    return _Dropout.apply(x, p)
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` with the CPU fast path of :func:`dropout`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# ----------------------------------------------------------------------------- embedding
+class _ReusedGradLookup(torch.autograd.Function):
+    """``F.embedding`` whose backward writes into a spare (V, H) tensor of the module."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, module: TokenEmbedding) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(ids)
+        ctx.module = module
+        return F.embedding(ids, weight, module.padding_idx)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (ids,) = ctx.saved_tensors
+        module: TokenEmbedding = ctx.module
+        buf, module._spare = module._spare, None
+        weight = module.weight
+        # Reuse only a tensor nobody else can see: the parameter's .grad was reset to
+        # None (no accumulation into it) and no Python name holds the old gradient
+        # (getrefcount: ``buf`` and its own argument), and it is not a view of something else.
+        if (buf is None or weight.grad is not None or sys.getrefcount(buf) > 2 or buf._base is not None
+                or buf.shape != weight.shape or buf.dtype != grad.dtype or buf.device != grad.device):
+            buf = None
+        if buf is None:
+            buf = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device)
+        else:
+            buf.zero_()
+        buf.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        if module.padding_idx is not None:  # the padding row gets no gradient
+            buf[module.padding_idx] = 0
+        return buf, None, None
+
+
+class TokenEmbedding(nn.Embedding):
+    """The word-embedding table: ``nn.Embedding`` that reuses its gradient tensor on CPU.
+
+    PyTorch's embedding backward allocates a fresh zeroed (V, H) gradient every step. For
+    a 30k x 384 table that is 47 MB, above glibc's largest mmap threshold (32 MB), so each
+    step maps it fresh from the kernel and page-faults it in: ~12 ms on this CPU, about 6%
+    of a MiniLM fine-tuning step, where zeroing a tensor already in memory takes 1 ms.
+    Here the gradient of the previous step, once ``zero_grad(set_to_none=True)`` has let
+    go of it, is zeroed in place and filled with ``index_add_``: the same values and the
+    same autograd semantics (accumulation, tied weights and DDP take the gradient from
+    autograd as usual). CUDA, eval, :func:`stock` and the ``max_norm``/``sparse``
+    options take the stock path.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._spare: torch.Tensor | None = None
+        self.weight.register_post_accumulate_grad_hook(self._keep)
+
+    def _keep(self, weight: torch.Tensor) -> None:
+        self._spare = weight.grad
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if (ids.device.type != "cpu" or not torch.is_grad_enabled() or not self.weight.requires_grad
+                or self.max_norm is not None or self.sparse or self.scale_grad_by_freq
+                or stock_enabled()):
+            return super().forward(ids)
+        return _ReusedGradLookup.apply(self.weight, ids, self)
+
+
+# ----------------------------------------------------------------------------- attention
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              dropout_p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v with dropout on the probabilities: SDPA, except
+    for dropout on CPU. q (B, nh, R, hd), k and v (B, nh, T, hd); mask (B, 1, 1, T) True
+    where kept, or None. Returns (B, nh, R, hd).
+
+    SDPA's CPU flash kernel refuses dropout, and its math fallback then pays
+    ``bernoulli_`` (above: ~9 ns an element) on the (B, nh, T, T) probabilities too; the
+    same math written out here uses the cheap :func:`dropout`.
+    """
+    if dropout_p > 0.0 and q.device.type == "cpu" and not stock_enabled():
+        return attention_with_dropout(q, k, v, mask, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           mask: torch.Tensor | None, p: float) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) with dropout, times v: SDPA's math path, with the
+    cheap dropout. q, k, v (B, nh, T, hd); mask (B, 1, 1, T) True where kept."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, nh, T, T)
+    if mask is not None:
+        scores.masked_fill_(~mask, float("-inf"))  # [CLS] is never masked: no empty row
+    return dropout(scores.softmax(-1), p, True) @ v

@@ -1,0 +1,255 @@
+"""Shards: layout, totals, caching, splits, unigram counts, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskedlm.data.corpus import iter_documents
+from maskedlm.data.shards import SPLITS, ShardSet, prepare_shards
+from maskedlm.data.tokenizer import Tokenizer, train_tokenizer
+from maskedlm.errors import MaskedLMError
+
+WORDS = "the cat dog sat on mat and ran far away from home with a red ball in garden".split()
+
+
+def write_corpus(path: Path, n_docs: int = 50, seed: int = 0, prefix: str = "") -> Path:
+    """Documents (blank-line separated) of 2-6 sentences; each starts with its number,
+    so every document is unique."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for d in range(n_docs):
+        sents = [
+            " ".join(
+                [
+                    f"{prefix}doc{d}",
+                    *(WORDS[i] for i in rng.integers(0, len(WORDS), rng.integers(3, 10))),
+                ]
+            ).capitalize()
+            + "."
+            for _ in range(rng.integers(2, 7))
+        ]
+        docs.append("\n".join(sents))
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shards")
+    corpus = write_corpus(root / "corpus.txt")
+    tok = train_tokenizer(iter_documents([corpus]), vocab_size=200, show_progress=False)
+    tok.save(root / "tok")
+    shards = prepare_shards(
+        [str(corpus)], root / "tok", root / "out", valid_fraction=0.1, show_progress=False
+    )
+    return {"root": root, "corpus": corpus, "tok": root / "tok", "shards": shards}
+
+
+def _documents(shards: ShardSet, split: str) -> list[tuple[int, ...]]:
+    tokens, sent, docs = (
+        shards.tokens(split),
+        shards.sentence_offsets(split),
+        shards.document_offsets(split),
+    )
+    return [
+        tuple(tokens[sent[a] : sent[b]].tolist()) for a, b in zip(docs[:-1], docs[1:], strict=True)
+    ]
+
+
+def test_layout_and_dtype(setup: dict[str, Path]) -> None:
+    path = setup["shards"]
+    names = {p.name for p in path.iterdir()}
+    for split in SPLITS:
+        assert {
+            f"{split}_tokens.bin",
+            f"{split}_word_starts.bin",
+            f"{split}_sentences.npy",
+            f"{split}_documents.npy",
+        } <= names
+    assert {"meta.json", "unigram.npy", "tokenizer"} <= names
+    shards = ShardSet.load(path)
+    assert shards.dtype == np.uint16 and shards.tokens("train").dtype == np.uint16
+    assert shards.word_starts("train").dtype == bool
+    assert len(shards.word_starts("train")) == len(shards.tokens("train"))
+    assert shards.tokenizer().fingerprint() == Tokenizer.load(setup["tok"]).fingerprint()
+    assert shards.vocab_size == shards.tokenizer().vocab_size
+    assert shards.special_ids == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+
+
+def test_totals_match_tokenizing_the_corpus(setup: dict[str, Path]) -> None:
+    shards = ShardSet.load(setup["shards"])
+    tok = Tokenizer.load(setup["tok"])
+    docs = list(iter_documents([setup["corpus"]]))
+    encoded = [
+        tuple(np.concatenate([ids for ids, _ in tok.encode_words(doc)]).tolist()) for doc in docs
+    ]
+    meta = shards.meta["splits"]
+    assert meta["train"]["documents"] + meta["valid"]["documents"] == len(docs) == 50
+    assert meta["train"]["sentences"] + meta["valid"]["sentences"] == sum(map(len, docs))
+    assert meta["train"]["tokens"] + meta["valid"]["tokens"] == sum(map(len, encoded))
+    assert sorted(_documents(shards, "train") + _documents(shards, "valid")) == sorted(encoded)
+    train = _documents(shards, "train")
+    assert train == [e for e in encoded if e in set(train)]  # train keeps corpus order
+
+
+def test_word_starts_and_offsets(setup: dict[str, Path]) -> None:
+    shards = ShardSet.load(setup["shards"])
+    tok = shards.tokenizer()
+    sent = shards.sentence_offsets("train")
+    assert sent[0] == 0 and sent[-1] == len(shards.tokens("train")) and (np.diff(sent) > 0).all()
+    docs = shards.document_offsets("train")
+    assert docs[0] == 0 and docs[-1] == len(sent) - 1
+    starts = shards.word_starts("train")
+    assert starts[sent[:-1]].all()  # every sentence starts a word
+    pieces = tok.convert_ids_to_tokens(shards.tokens("train")[:200])
+    assert all(s == (not p.startswith("##")) for p, s in zip(pieces, starts[:200], strict=True))
+
+
+def test_valid_split_holds_whole_other_documents(setup: dict[str, Path]) -> None:
+    shards = ShardSet.load(setup["shards"])
+    valid, train = _documents(shards, "valid"), _documents(shards, "train")
+    assert len(valid) == 5  # 10% of 50
+    assert not set(valid) & set(train)
+    assert shards.splits == ("train", "valid")
+
+
+def test_unigram_counts_sum_to_train_tokens(setup: dict[str, Path]) -> None:
+    shards = ShardSet.load(setup["shards"])
+    counts = shards.unigram_counts()
+    assert counts.shape == (shards.vocab_size,) and counts.dtype == np.int64
+    assert counts.sum() == len(shards.tokens("train"))
+    assert (counts == np.bincount(shards.tokens("train"), minlength=shards.vocab_size)).all()
+    assert shards.unigram_probs().sum() == pytest.approx(1.0)
+
+
+def test_second_prepare_is_cached(setup: dict[str, Path]) -> None:
+    path = setup["shards"]
+    before = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+    t0 = time.perf_counter()
+    again = prepare_shards(
+        [str(setup["corpus"])],
+        setup["tok"],
+        setup["root"] / "out",
+        valid_fraction=0.1,
+        show_progress=False,
+    )
+    assert time.perf_counter() - t0 < 1.0
+    assert again == path
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == before
+    assert [p.name for p in (setup["root"] / "out").iterdir()] == [path.name]  # no temp dirs
+
+
+def test_cache_key_follows_inputs(setup: dict[str, Path], tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=10)
+    out = tmp_path / "out"
+    a = prepare_shards([str(corpus)], setup["tok"], out, show_progress=False)
+    b = prepare_shards([str(corpus)], setup["tok"], out, seed=1, show_progress=False)
+    with open(corpus, "a", encoding="utf-8") as f:
+        f.write("\nOne more doc.\n")
+    c = prepare_shards([str(corpus)], setup["tok"], out, show_progress=False)
+    assert len({a, b, c}) == 3
+    os.utime(c / "meta.json", ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert ShardSet.load(out).path == c  # the parent folder: the most recent set
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(MaskedLMError, match="no such shard folder"):
+        ShardSet.load(tmp_path / "nope")
+    with pytest.raises(MaskedLMError, match="no prepared shards"):
+        ShardSet.load(tmp_path)
+
+
+def test_failed_prepare_leaves_nothing(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(self: Tokenizer, texts: list[str]) -> None:
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(Tokenizer, "encode_flat", boom)
+    with pytest.raises(RuntimeError):
+        prepare_shards([str(setup["corpus"])], setup["tok"], tmp_path / "out", show_progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_empty_corpus_and_single_document(setup: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(MaskedLMError, match="empty corpus"):
+        prepare_shards(
+            [str(tmp_path / "empty.txt")], setup["tok"], tmp_path / "out", show_progress=False
+        )
+    (tmp_path / "one.txt").write_text("The cat sat. The dog ran.\n", encoding="utf-8")
+    one = ShardSet.load(
+        prepare_shards(
+            [str(tmp_path / "one.txt")], setup["tok"], tmp_path / "out", show_progress=False
+        )
+    )
+    assert one.meta["splits"]["valid"]["documents"] == 0 and one.splits == ("train",)
+    assert len(one.tokens("valid")) == 0 and one.document_offsets("valid").tolist() == [0]
+
+
+def test_literal_special_tokens_in_text_become_unk(setup: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("the [CLS] cat [MASK] sat [UNK].\n", encoding="utf-8")
+    shards = ShardSet.load(
+        prepare_shards(
+            [str(tmp_path / "c.txt")], setup["tok"], tmp_path / "out", show_progress=False
+        )
+    )
+    ids = shards.tokens("train").tolist()
+    assert ids.count(1) == 3 and not {0, 2, 3, 4} & set(ids)
+
+
+def test_uint32_for_large_vocabularies(tmp_path: Path) -> None:
+    words = [f"w{i}" for i in range(70_000)]
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
+    )
+    (tmp_path / "c.txt").write_text("w1 w69999 w5\nw3\n\nw42\n", encoding="utf-8")
+    shards = ShardSet.load(
+        prepare_shards(
+            [str(tmp_path / "c.txt")], tmp_path / "tok", tmp_path / "out", show_progress=False
+        )
+    )
+    assert shards.dtype == np.uint32
+    tokens = np.concatenate([shards.tokens("train"), shards.tokens("valid")]).tolist()
+    assert sorted(tokens) == sorted([6, 70_004, 10, 8, 47])
+
+
+def test_multilingual_shards_record_the_plan(setup: dict[str, Path], tmp_path: Path) -> None:
+    en = write_corpus(tmp_path / "en.txt", n_docs=90, seed=1)
+    wo = write_corpus(tmp_path / "wo.txt", n_docs=10, seed=2, prefix="wo")
+    path = prepare_shards(
+        {"en": [str(en)], "wo": [str(wo)]},
+        setup["tok"],
+        tmp_path / "out",
+        alpha=0.3,
+        valid_fraction=0.1,
+        show_progress=False,
+    )
+    meta = json.loads((path / "meta.json").read_text())
+    langs = meta["languages"]["languages"]
+    assert set(langs) == {"en", "wo"} and meta["languages"]["alpha"] == 0.3
+    assert langs["wo"]["q"] > langs["wo"]["p"] and langs["en"]["q"] < langs["en"]["p"]
+    written = {g: langs[g]["written"]["train"]["sentences"] for g in langs}
+    share = written["wo"] / sum(written.values())
+    assert share == pytest.approx(langs["wo"]["q"], abs=0.1)
+    assert {g: langs[g]["written"]["valid"]["sentences"] > 0 for g in langs} == {
+        "en": True,
+        "wo": True,
+    }
+
+
+def test_leftovers_of_a_killed_run_are_replaced(setup: dict[str, Path], tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=10)
+    path = prepare_shards([str(corpus)], setup["tok"], tmp_path / "out", show_progress=False)
+    (path / "meta.json").unlink()  # a set without meta.json is incomplete
+    (tmp_path / "out" / f".tmp-{path.name}-99999999").mkdir()  # a dead process's temp folder
+    again = prepare_shards([str(corpus)], setup["tok"], tmp_path / "out", show_progress=False)
+    assert again == path and ShardSet.load(again).meta["splits"]["train"]["documents"] == 9
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [path.name]

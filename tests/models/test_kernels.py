@@ -1,0 +1,171 @@
+"""The CPU kernels (dropout, embedding gradient, attention) against stock PyTorch, and
+the switch that turns them off."""
+
+import copy
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maskedlm.models import kernels
+from maskedlm.models.config import ModelConfig
+from maskedlm.models.heads import BertForPreTraining
+from maskedlm.models.kernels import Dropout, TokenEmbedding, attention_with_dropout, drop_mask
+
+
+def test_drop_mask_rate_and_lanes():
+    torch.manual_seed(0)
+    m = drop_mask(torch.Size([1000, 403]), 0.1, torch.device("cpu"))
+    assert m.shape == (1000, 403) and m.dtype == torch.bool
+    assert abs(m.float().mean().item() - 0.1) < 0.003
+    # every one of the four 16-bit lanes of a 64-bit draw is used (no stuck sign bit)
+    lanes = drop_mask(torch.Size([400_000]), 0.3, torch.device("cpu")).view(-1, 4).float().mean(0)
+    assert torch.allclose(lanes, torch.full((4,), 0.3), atol=0.005)
+
+
+def test_dropout_forward_backward_share_the_mask_and_scale():
+    torch.manual_seed(0)
+    d = Dropout(0.25).train()
+    x = torch.randn(64, 128, requires_grad=True)
+    y = d(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.25) < 0.02
+    torch.testing.assert_close(y[kept], x[kept] / 0.75)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    assert torch.equal(d.eval()(x), x)
+    with pytest.raises(ValueError):
+        Dropout(1.5)
+
+
+def test_attention_with_dropout_is_sdpa_math_when_nothing_drops():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=g) for _ in range(3))
+    keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)[:, None, None, :]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    torch.testing.assert_close(attention_with_dropout(q, k, v, keep, 0.0), ref)
+    torch.manual_seed(0)
+    out = attention_with_dropout(q, k, v, keep, 0.5)  # dropped probabilities, rescaled
+    assert out.shape == ref.shape and not torch.allclose(out, ref)
+
+
+def test_token_embedding_reuses_its_gradient_and_matches_stock_embedding():
+    torch.manual_seed(0)
+    ours = TokenEmbedding(50, 8, padding_idx=0)
+    stock = torch.nn.Embedding(50, 8, padding_idx=0)
+    stock.weight.data.copy_(ours.weight.data)
+    ptrs = []
+    for step in range(4):
+        ids = torch.randint(0, 50, (3, 7))
+        ids[0, -2:] = 0  # padding gets no gradient
+        up = torch.randn(3, 7, 8)
+        for emb in (ours, stock):
+            emb.weight.grad = None  # zero_grad(set_to_none=True)
+            (emb(ids) * up).sum().backward()
+            if step == 3:  # accumulate a second backward into the same .grad
+                (emb(ids) * up).sum().backward()
+        torch.testing.assert_close(ours.weight.grad, stock.weight.grad, rtol=1e-6, atol=1e-6)
+        ptrs.append(ours.weight.grad.data_ptr())
+    assert len(set(ptrs)) == 1  # one tensor, zeroed in place each step
+
+    held = ours.weight.grad  # someone keeps the old gradient: it must not be overwritten
+    before = held.clone()
+    ours.weight.grad = None
+    ours(torch.tensor([[1, 2, 3]])).sum().backward()
+    torch.testing.assert_close(held, before)
+    assert ours.weight.grad.data_ptr() != held.data_ptr()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), stock(ids))
+
+
+# ----------------------------------------------------------------------------- the switch
+def _tiny(dropout: float) -> ModelConfig:
+    return ModelConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=64, max_position_embeddings=64, sbo_head=True,
+                       hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 120, (4, 16), generator=g)
+    ids[:, 0], ids[:, -1] = 2, 3
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0  # padding, so attention takes its mask
+    labels = torch.full_like(ids, -100)
+    labels[:, 3:6] = ids[:, 3:6]
+    masked = ids.clone()
+    masked[:, 3:6] = 4
+    return dict(input_ids=masked, labels=labels, attention_mask=mask,
+                sbo_left=torch.full_like(ids, 2), sbo_right=torch.full_like(ids, 6),
+                sbo_pos=(torch.arange(16) - 3).clamp(min=0).expand(4, -1))
+
+
+def _train_steps(model, steps: int = 3):
+    """Losses and gradients of a few AdamW steps (zero_grad(set_to_none=True), as train())."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses, grads = [], []
+    for _ in range(steps):
+        loss = model(**_batch()).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return losses, grads
+
+
+def test_a_training_step_is_the_same_with_stock_kernels():
+    # dropout 0 so both runs are deterministic: the embedding gradient and attention differ
+    torch.manual_seed(0)
+    ours = BertForPreTraining(_tiny(0.0)).train()
+    stock_model = copy.deepcopy(ours)
+    losses, grads = _train_steps(ours)
+    with kernels.stock():
+        stock_losses, stock_grads = _train_steps(stock_model)
+    torch.testing.assert_close(torch.stack(losses), torch.stack(stock_losses), rtol=1e-6, atol=1e-6)
+    for g, s in zip(grads, stock_grads, strict=True):
+        assert g.keys() == s.keys() and "bert.embeddings.word_embeddings.weight" in g
+        for name in g:
+            torch.testing.assert_close(g[name], s[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_stock_switch_takes_the_stock_path(monkeypatch):
+    calls: Counter = Counter()
+
+    def counting(name, fn):
+        def wrapped(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapped
+
+    monkeypatch.setattr(kernels._Dropout, "apply", counting("dropout", kernels._Dropout.apply))
+    monkeypatch.setattr(kernels._ReusedGradLookup, "apply",
+                        counting("embedding", kernels._ReusedGradLookup.apply))
+    monkeypatch.setattr(kernels, "attention_with_dropout",
+                        counting("attention", kernels.attention_with_dropout))
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.update(sdpa_dropout=kw["dropout_p"] > 0) or sdpa(*a, **kw))
+    monkeypatch.delenv("MASKEDLM_STOCK_KERNELS", raising=False)
+    torch.manual_seed(0)
+    model = BertForPreTraining(_tiny(0.1)).train()
+
+    model(**_batch()).loss.backward()
+    assert calls["dropout"] > 0 and calls["embedding"] == 1 and calls["attention"] == 2
+    assert calls["sdpa_dropout"] == 0
+
+    calls.clear()
+    with kernels.stock():
+        assert kernels.stock_enabled()
+        model(**_batch()).loss.backward()
+    assert not kernels.stock_enabled()
+    assert calls["dropout"] == calls["embedding"] == calls["attention"] == 0
+    assert calls["sdpa_dropout"] == 2  # SDPA with dropout_p, once a layer
+
+    calls.clear()
+    monkeypatch.setenv("MASKEDLM_STOCK_KERNELS", "1")  # read at call time
+    model(**_batch()).loss.backward()
+    assert calls["dropout"] == calls["embedding"] == calls["attention"] == 0
+    with kernels.stock(False):  # the context manager wins over the environment
+        assert not kernels.stock_enabled()

@@ -1,0 +1,210 @@
+"""End-to-end fine-tuning on tiny synthetic data: overfit, save/load round trip, CLI."""
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+import maskedlm
+from maskedlm.checkpoint import save_checkpoint
+from maskedlm.cli import main
+from maskedlm.data.tokenizer import train_tokenizer
+from maskedlm.errors import MaskedLMError
+from maskedlm.models.config import ModelConfig
+from maskedlm.models.heads import BertForPreTraining
+from maskedlm.tasks import FinetuneConfig, TaskPredictor, finetune, load_task, make_task
+from maskedlm.tasks.common import encode_words
+
+DATA = SHARED_DATA
+PEOPLE = ["jane villanueva", "peter blackburn", "anna smith", "rafael solano"]
+PLACES = ["paris", "berlin", "lagos", "lima"]
+FILLER = ["met", "the", "team", "in", "today", "and", "visited", "yesterday"]
+
+
+def ner_sentences(n: int, seed: int = 0):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        person, place = rng.choice(PEOPLE).split(), rng.choice(PLACES)
+        words = person + rng.sample(FILLER, 2) + [place] + rng.sample(FILLER, 1)
+        tags = ["B-PER"] + ["I-PER"] * (len(person) - 1) + ["O", "O", "B-LOC", "O"]
+        out.append((words, tags))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random 2-layer encoder (hidden 32) with a tokenizer trained on the toy words."""
+    d = tmp_path_factory.mktemp("tiny")
+    text = [" ".join(PEOPLE + PLACES + FILLER + ["good", "bad", "film", "plot", "x"])] * 20
+    tok = train_tokenizer([text], vocab_size=120, lowercase=True, show_progress=False)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    save_checkpoint(d / "model", BertForPreTraining(cfg), tok)
+    return d / "model", tok
+
+
+@pytest.fixture(scope="module")
+def ner_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ner")
+    for name, n, seed in (("train.txt", 24, 0), ("dev.txt", 8, 1)):
+        (d / name).write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(ws, ts, strict=True))
+                                          for ws, ts in ner_sentences(n, seed)) + "\n")
+    return d
+
+
+def fast(**kw) -> FinetuneConfig:
+    # one dev evaluation, at the end: the tiny model trains in milliseconds a step
+    base = dict(epochs=15, lr=3e-3, batch_size=8, max_length=32, warmup_ratio=0.0,
+                eval_every=10**6, progress=False)
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+def test_alignment_first_and_last_subwords(tiny_model):
+    _, tok = tiny_model
+    (enc,), cut = encode_words(tok, [["villanueva", "met", "\u200b"]], 32)
+    pieces = tok.convert_ids_to_tokens(enc.input_ids)
+    assert cut == 0 and pieces[0] == "[CLS]" and pieces[-1] == "[SEP]"
+    assert enc.first[0] == 1 and enc.last[0] >= enc.first[0]
+    assert enc.first[1] == enc.last[0] + 1
+    assert pieces[enc.first[2]] == "[UNK]"  # a word with no subwords keeps a slot
+    (enc,), cut = encode_words(tok, [["jane"] * 40], 10)
+    assert cut == 1 and enc.n_words == 8 and len(enc.input_ids) == 10
+
+
+@pytest.mark.parametrize("label_subwords", ["all", "first"])
+def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_subwords):
+    model_dir, _ = tiny_model
+    task = make_task("tag", label_subwords=label_subwords)
+    # 25 epochs: the toy tokenizer's vocabulary differs from run to run (tokenizers'
+    # WordPiece trainer breaks ties in hash-map order, huggingface/tokenizers#1794), and
+    # 15 epochs sometimes stopped just short of 0.9
+    summary = finetune(task, model_dir, ner_files / "train.txt", ner_files / "dev.txt",
+                       tmp_path / "run", fast(epochs=25))
+    assert summary["best"]["dev"]["f1"] > 0.9, summary["best"]
+    m = load_task(tmp_path / "run")
+    again = m.evaluate(ner_files / "dev.txt")
+    assert again["f1"] == pytest.approx(summary["best"]["dev"]["f1"])
+    pred = m.predict("Jane Villanueva visited Paris today")
+    assert [(e["text"], e["label"]) for e in pred["entities"]] == [("Jane Villanueva", "PER"),
+                                                                 ("Paris", "LOC")]
+    assert pred["entities"][0]["start"] == 0 and pred["entities"][0]["end"] == 2
+    m.max_length = 6  # cut sentences: their entities still count, as misses
+    with pytest.warns(UserWarning, match="8 of 8 sentences exceed --max-length 6"):
+        cut = m.evaluate(ner_files / "dev.txt")
+    assert cut["recall"] < 0.9 and cut["examples"] == 8
+    m.max_length = 32
+    back = load_task(tmp_path / "run")
+    assert back.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
+    via_load = maskedlm.load(tmp_path / "run")  # the one entry point knows fine-tuned runs
+    assert isinstance(via_load, TaskPredictor)
+    assert via_load.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
+
+
+def test_spans_overfit_flat_and_round_trip(tiny_model, ner_files, tmp_path):
+    model_dir, _ = tiny_model
+    task = make_task("spans", flat=True, max_span_length=3, span_repr="attention")
+    summary = finetune(task, model_dir, ner_files / "train.txt", ner_files / "dev.txt",
+                       tmp_path / "run", fast(epochs=20))
+    assert summary["best"]["dev"]["f1"] > 0.9, summary["best"]
+    m = load_task(tmp_path / "run")
+    out = m.predict(["rafael", "solano", "visited", "berlin"])
+    assert [(e["start"], e["end"], e["label"]) for e in out["entities"]] == [(0, 2, "PER"), (3, 4, "LOC")]
+    # identical logits after the round trip
+    from maskedlm.tasks.common import run_batches
+
+    feats = m.task.featurize(m.task.read(str(ner_files / "dev.txt")), m.tokenizer, 32)
+    a = [o for _, _, o in run_batches(m.model, m.task, feats, 0, 4)]
+    b = [o for _, _, o in run_batches(load_task(tmp_path / "run").model, m.task, feats, 0, 4)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    cal = m.task.calibrate(m.model, m.task.read(str(ner_files / "dev.txt")), m.tokenizer, 32, 4)
+    assert cal["threshold"] in (None, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert max(cal["f1"].values()) >= summary["best"]["dev"]["f1"]
+
+
+@pytest.mark.parametrize("span_repr", ["boundary", "mean"])
+def test_span_reprs_train(tiny_model, ner_files, tmp_path, span_repr):
+    model_dir, _ = tiny_model
+    task = make_task("spans", max_span_length=3, span_repr=span_repr, null_sample=0.5)
+    summary = finetune(task, model_dir, ner_files / "train.txt", None, tmp_path / "run",
+                       fast(epochs=3))
+    assert summary["steps"] == 9 and (tmp_path / "run" / "head.safetensors").is_file()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_pair_classification_overfits(tiny_model, tmp_path, precision):
+    model_dir, _ = tiny_model
+    rows = ["sentence1\tsentence2\tlabel"]
+    rng = random.Random(0)
+    for _ in range(32):  # the label is in the second segment
+        a, b = rng.choice(PLACES), rng.choice(["good", "bad"])
+        rows.append(f"{a} film\t{b} plot\t{'yes' if b == 'good' else 'no'}")
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    task = make_task("pair")
+    summary = finetune(task, model_dir, tmp_path / "train.tsv", tmp_path / "train.tsv",
+                       tmp_path / "run", fast(epochs=25, batch_size=16, precision=precision))
+    assert summary["best"]["dev"]["accuracy"] > 0.85, summary["best"]
+    m = load_task(tmp_path / "run")
+    assert m.predict(("lima film", "good plot"))["label"] == "yes"
+    assert m.predict(("lima film", "bad plot"))["label"] == "no"
+
+
+def test_freeze_encoder_trains_head_only(tiny_model, ner_files, tmp_path):
+    model_dir, _ = tiny_model
+    task = make_task("tag")
+    s = finetune(task, model_dir, ner_files / "train.txt", None, tmp_path / "run",
+                 fast(epochs=1, freeze="encoder"))
+    assert s["trainable_parameters"] == 32 * 5 + 5  # O, B/I-LOC, B/I-PER
+
+
+def test_unknown_dev_label_fails_before_training(tiny_model, ner_files, tmp_path):
+    model_dir, _ = tiny_model
+    (tmp_path / "dev.txt").write_text("jane B-ORG\n")
+    with pytest.raises(MaskedLMError, match=r"dev.txt:1: word 1 \('jane'\) has tag 'B-ORG', not seen"):
+        finetune(make_task("tag"), model_dir, ner_files / "train.txt", tmp_path / "dev.txt",
+                 tmp_path / "run", fast(epochs=1))
+
+
+def test_cli_finetune_evaluate_predict(tiny_model, ner_files, tmp_path, capsys):
+    model_dir, _ = tiny_model
+    run = tmp_path / "run"
+    rc = main(["finetune", "tag", "--model", str(model_dir), "--train", str(ner_files / "train.txt"),
+               "--dev", str(ner_files / "dev.txt"), "--out", str(run), "--epochs", "15",
+               "--lr", "3e-3", "--batch-size", "8", "--warmup-ratio", "0", "--no-progress"])
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(ner_files / "dev.txt"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"f1", "precision", "recall", "per_type", "examples"} <= set(metrics)
+    assert 0.9 < metrics["f1"] <= 1 and metrics["examples"] == 8
+    assert main(["predict", str(run), "peter blackburn visited lagos", "--json"]) == 0
+    ents = json.loads(capsys.readouterr().out)["entities"]
+    assert ents and set(ents[0]) == {"start", "end", "label", "score", "text"}
+
+
+def test_cli_user_errors_exit_2(tiny_model, ner_files, tmp_path, capsys):
+    model_dir, _ = tiny_model
+    assert main(["evaluate", str(model_dir), "--data", str(ner_files / "dev.txt")]) == 2
+    assert "no task head" in capsys.readouterr().err
+    (tmp_path / "bad.txt").write_text("jane\n")
+    assert main(["finetune", "tag", "--model", str(model_dir), "--train", str(tmp_path / "bad.txt"),
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.txt:1: malformed line" in err and len(err.splitlines()) == 1
+    assert main(["finetune", "spans", "--model", str(model_dir), "--train",
+                 str(ner_files / "train.txt"), "--out", str(tmp_path / "r"),
+                 "--freeze", "top:3", "--no-progress"]) == 2
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
+def test_one_step_on_real_conll(tiny_model, tmp_path):
+    model_dir, _ = tiny_model
+    s = finetune(make_task("spans", flat=True), model_dir, DATA / "conll2003" / "dev.txt", None,
+                 tmp_path / "run", fast(epochs=1, train_limit=8, max_length=64))
+    assert s["steps"] == 1
