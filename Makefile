@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine; each sets up .venv on first use.
 #   make pretrain   - the main job: a tiny SpanBERT on the standard library's docstrings
-#   make test       - the test suite
+#   make test       - the import contracts (lint-imports), then the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ pretrain: setup
 	$(BIN)/maskedlm pretrain
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: setup
