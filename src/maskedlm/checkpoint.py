@@ -266,6 +266,9 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
 def export_hf(path: str | Path, out: str | Path) -> Path:
     """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads."""
     model, ckpt = load_model(path)
+    if model.config.pre_layer_norm:
+        raise MaskedLMError(f"{ckpt}: a pre-LN encoder has no Hugging Face BERT equivalent "
+                            "(BertModel is post-LN); export-hf needs a post-LN run")
     from maskedlm.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(ckpt)

@@ -42,6 +42,12 @@ class TrainConfig:
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06  # RoBERTa-style linear warmup over 6% of the steps
+    # "linear": warmup then linear decay to 0 (BERT, RoBERTa). "wsd": warmup, a constant
+    # stable phase, then a 1 - sqrt decay over the last ``decay_ratio`` (Hägele et al.
+    # 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations";
+    # ModernBERT, Ettin).
+    schedule: Literal["linear", "wsd"] = "linear"
+    decay_ratio: float = 0.2
     beta1: float = 0.9
     beta2: float = 0.98  # RoBERTa's beta2 is more stable than 0.999 for MLM
     eps: float = 1e-6
@@ -60,6 +66,11 @@ class TrainConfig:
                 raise MaskedLMError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise MaskedLMError(f"--lr must be > 0, got {self.lr}")
+        if self.schedule not in ("linear", "wsd"):
+            raise MaskedLMError(f"--schedule must be linear or wsd, got {self.schedule!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 < self.decay_ratio <= 1.0:
+            raise MaskedLMError(f"--warmup-ratio must be in [0, 1) and --decay-ratio in (0, 1], "
+                                f"got {self.warmup_ratio} and {self.decay_ratio}")
         if self.precision not in ("fp32", "bf16"):
             raise MaskedLMError(f"--precision must be fp32 or bf16, got {self.precision!r}")
 
@@ -123,21 +134,34 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
         return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **kw)
 
 
-def linear_schedule(warmup: int, total: int,
-                    progress: Callable[[], float] | None = None) -> Callable[[int], float]:
-    """Linear warmup to the peak, then linear decay to zero at ``total``.
+def lr_shape(frac: float, warmup: float, kind: str = "linear", decay: float = 0.2) -> float:
+    """The learning-rate multiplier at ``frac`` (0..1) of the run.
 
-    With ``progress`` (the used share of a wall-clock budget), the decay follows
+    >>> lr_shape(0.5, 0.1, "wsd", 0.2), round(lr_shape(0.9, 0.1, "wsd", 0.2), 3)
+    (1.0, 0.293)
+    """
+    if frac < warmup:
+        return max(1e-3, frac / warmup)
+    if kind == "wsd":
+        into = (frac - (1.0 - decay)) / decay  # share of the decay phase done
+        return 1.0 if into <= 0 else max(0.0, 1.0 - math.sqrt(min(1.0, into)))
+    return max(0.0, (1.0 - frac) / (1.0 - warmup))
+
+
+def linear_schedule(warmup: int, total: int, progress: Callable[[], float] | None = None,
+                    kind: str = "linear", decay: float = 0.2) -> Callable[[int], float]:
+    """Warmup to the peak, then ``kind`` decay (see :func:`lr_shape`) ending at ``total``.
+
+    With ``progress`` (the used share of a wall-clock budget), the schedule follows
     whichever runs out first, steps or time, as in cramming (Geiping & Goldstein 2023).
     """
     def f(step: int) -> float:
         if progress is not None:  # warmup and decay over the used share of the budget
             frac = max(step / max(1, total), progress())
-            w = max(warmup / max(1, total), 1e-6)
-            return max(1e-3, frac / w) if frac < w else max(0.0, (1.0 - frac) / (1.0 - w))
+            return lr_shape(frac, max(warmup / max(1, total), 1e-6), kind, decay)
         if step < warmup:
             return (step + 1) / max(1, warmup)
-        return max(0.0, 1.0 - (step - warmup) / max(1, total - warmup))
+        return lr_shape(step / max(1, total), warmup / max(1, total), kind, decay)
     return f
 
 
@@ -281,7 +305,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     t_start = time.perf_counter()
     time_used = (lambda: (time.perf_counter() - t_start) / cfg.max_time) if cfg.max_time > 0 else None
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, linear_schedule(warmup, cfg.max_steps, time_used))
+        optimizer, linear_schedule(warmup, cfg.max_steps, time_used, cfg.schedule, cfg.decay_ratio))
     start = 0
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])

@@ -38,9 +38,10 @@ def test_config_json_round_trip(tmp_path):
     assert ModelConfig.load(tmp_path / "config.json") == cfg
 
 
-def test_padding_does_not_change_real_positions():
+@pytest.mark.parametrize("pre_ln", [False, True])
+def test_padding_does_not_change_real_positions(pre_ln):
     torch.manual_seed(0)
-    model = BertForPreTraining(tiny()).eval()
+    model = BertForPreTraining(tiny(pre_layer_norm=pre_ln)).eval()
     ids = torch.tensor([[2, 10, 11, 12, 3]])
     padded = torch.tensor([[2, 10, 11, 12, 3, 0, 0], [2, 13, 14, 15, 16, 17, 3]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [1] * 7])
@@ -90,9 +91,10 @@ def test_sbo_uses_boundaries_and_relative_position():
     torch.testing.assert_close(out.sbo_loss, expected)
 
 
-def test_tiny_model_overfits_one_batch():
+@pytest.mark.parametrize("pre_ln", [False, True])
+def test_tiny_model_overfits_one_batch(pre_ln):
     torch.manual_seed(0)
-    model = BertForPreTraining(tiny(sbo_head=True, nsp_head=True))
+    model = BertForPreTraining(tiny(sbo_head=True, nsp_head=True, pre_layer_norm=pre_ln))
     ids = torch.randint(5, 120, (4, 16))
     ids[:, 0], ids[:, -1] = 2, 3
     labels = torch.full_like(ids, -100)
@@ -114,7 +116,8 @@ def test_tiny_model_overfits_one_batch():
     assert int(out.mlm_correct) == out.n_targets == 12
 
 
-def test_last_layer_rows_equal_full_outputs_and_gradients():
+@pytest.mark.parametrize("pre_ln", [False, True])
+def test_last_layer_rows_equal_full_outputs_and_gradients(pre_ln):
     from maskedlm.models.bert import BertModel
     torch.manual_seed(0)
     ids = torch.randint(5, 120, (3, 9))
@@ -125,7 +128,7 @@ def test_last_layer_rows_equal_full_outputs_and_gradients():
     grads = []
     for use_rows in (False, True):
         torch.manual_seed(1)
-        model = BertModel(tiny())
+        model = BertModel(tiny(pre_layer_norm=pre_ln))
         out = model(ids, attention_mask=mask, rows=rows if use_rows else None).last_hidden_state
         picked = out if use_rows else out.gather(1, rows[..., None].expand(-1, -1, 32))
         (picked * w).sum().backward()
@@ -167,3 +170,22 @@ def test_pretraining_losses_are_those_of_the_full_last_layer():
         nsp_sum = torch.nn.functional.cross_entropy(nsp_logits, nsp, reduction="sum")
     torch.testing.assert_close(out.mlm_loss, mlm)
     torch.testing.assert_close(out.nsp_loss, nsp_sum)
+
+
+def test_pre_ln_block_is_residual_around_normalised_sublayers():
+    """x + attn(LN(x)), then x + ffn(LN(x)), and one final LayerNorm: checked by hand."""
+    from maskedlm.models.bert import BertModel
+    torch.manual_seed(0)
+    model = BertModel(tiny(pre_layer_norm=True, num_hidden_layers=1)).eval()
+    ids = torch.randint(5, 120, (2, 7))
+    with torch.no_grad():
+        layer = model.encoder.layer[0]
+        x = model.embeddings(ids, None)
+        x = x + layer.attention(layer.attention.LayerNorm(x), None)
+        x = x + layer.output(layer.act(layer.intermediate(layer.LayerNorm(x))))
+        want = model.encoder.final_norm(x)
+        torch.testing.assert_close(model(ids).last_hidden_state, want)
+        post = BertModel(tiny(num_hidden_layers=1)).eval()
+        post.load_state_dict(model.state_dict(), strict=False)
+        assert post.encoder.final_norm is None
+        assert not torch.allclose(post(ids).last_hidden_state, want, atol=1e-3)

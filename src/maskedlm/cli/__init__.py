@@ -3,7 +3,8 @@
 User errors (:class:`~maskedlm.errors.MaskedLMError`) print one line on stderr and
 exit with code 2. Each module here registers the subcommands of one part of the
 package: :mod:`.pretrain` (data, pretraining, fill-mask, export), :mod:`.tasks`
-(fine-tuning) and :mod:`.embeddings` (vectors, similarity, senses).
+(fine-tuning), :mod:`.embeddings` (vectors, similarity, senses) and
+:mod:`.scorecard` (the reference tasks).
 
 >>> from maskedlm.cli import main
 >>> main(["--version"])  # doctest: +SKIP
@@ -16,7 +17,7 @@ import sys
 import warnings
 from typing import Any
 
-from maskedlm.cli import embeddings, pretrain, tasks
+from maskedlm.cli import embeddings, pretrain, scorecard, tasks
 from maskedlm.errors import MaskedLMError
 
 
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskedlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="maskedlm 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (pretrain, tasks, embeddings):
+    for module in (pretrain, tasks, embeddings, scorecard):
         module.register(sub)
     return parser
 

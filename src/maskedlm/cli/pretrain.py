@@ -27,6 +27,10 @@ def add_masking_args(p: argparse.ArgumentParser) -> None:
                    help="spanbert: merge touching spans for SBO boundaries (SpanBERT code)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mask-rate", type=float, default=None,
+                   help="share of tokens with a target (default 0.15; ModernBERT 0.30)")
+    p.add_argument("--mask-replace", choices=["80-10-10", "mask"], default=None,
+                   help="targets become [MASK]/random/kept 80/10/10 (default) or all [MASK] (NeoBERT)")
 
 
 def add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +59,12 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-grad", type=float, default=1.0)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--pre-ln", action=argparse.BooleanOptionalAction, default=None,
+                   help="pre-LayerNorm blocks (default: post-LN, as BERT)")
+    p.add_argument("--schedule", choices=["linear", "wsd"], default="linear",
+                   help="linear decay, or warmup-stable-decay with a 1-sqrt decay")
+    p.add_argument("--decay-ratio", type=float, default=0.2,
+                   help="share of the run the wsd decay takes (default 0.2)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0)
@@ -81,14 +91,16 @@ def run_pretrain(a: argparse.Namespace) -> int:
                        lr=lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio,
                        clip_grad=a.clip_grad, precision=a.precision, seed=a.seed,
                        log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
-                       max_time=max_time, progress=not a.no_progress)
+                       max_time=max_time, progress=not a.no_progress,
+                       schedule=a.schedule, decay_ratio=a.decay_ratio)
     opts = PretrainOptions(
         recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,
         vocab_size=a.vocab_size or (8000 if default_job else 30000),
         uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seq_len=a.seq_len,
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
-        merge_spans=a.merge_spans, eval_sequences=a.eval_sequences, dropout=a.dropout,
+        merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
+        pre_layer_norm=a.pre_ln, eval_sequences=a.eval_sequences, dropout=a.dropout,
         resume=a.resume, device=a.device, train=tcfg)
     record = pretrain(opts)
     if int(os.environ.get("RANK", "0")) != 0:

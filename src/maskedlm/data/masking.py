@@ -119,7 +119,8 @@ class MaskedBatch:
 
 def recipe_masking(recipe: str, *, whole_word: bool = False, budget: str | None = None,
                    random_source: str | None = None,
-                   merge_spans: bool | None = None) -> MaskingConfig:
+                   merge_spans: bool | None = None, mask_rate: float | None = None,
+                   mask_replace: str | None = None) -> MaskingConfig:
     """A pretraining recipe's masking scheme with the user's overrides (None: default).
 
     >>> recipe_masking("spanbert", budget="bernoulli").scheme
@@ -133,7 +134,14 @@ def recipe_masking(recipe: str, *, whole_word: bool = False, budget: str | None 
         kw["random_source"] = random_source
     if merge_spans is not None:
         kw["merge_adjacent"] = merge_spans
+    if mask_rate is not None:
+        kw["mask_prob"] = mask_rate
+    if mask_replace == "mask":  # every target becomes [MASK], as NeoBERT (Breton et al. 2025)
+        kw["mask_ratio"], kw["random_ratio"] = 1.0, 0.0
+    elif mask_replace not in (None, "80-10-10"):
+        raise MaskedLMError(f"--mask-replace must be 80-10-10 or mask, got {mask_replace!r}")
     return MaskingConfig(**kw)
+
 
 def truncated_geometric_pmf(p: float, max_len: int) -> np.ndarray:
     """P(l) proportional to p (1-p)^(l-1) for l = 1..max_len; index 0 is length 1.

@@ -164,10 +164,12 @@ def wic_scores(model: Embedder, pairs: Sequence[WicPair], **kw: Any) -> np.ndarr
     return cosine(v[:len(pairs)], v[len(pairs):])
 
 
-def evaluate_wic(model: Embedder, directory: str | os.PathLike[str], **kw: Any) -> dict[str, float]:
-    """Threshold chosen on ``train``, accuracy reported on ``dev`` of a WiC folder."""
+def evaluate_wic(model: Embedder, directory: str | os.PathLike[str], train_limit: int | None = None,
+                 **kw: Any) -> dict[str, float]:
+    """Threshold chosen on ``train`` (its first ``train_limit`` pairs), accuracy reported
+    on ``dev`` of a WiC folder."""
     d = Path(directory)
-    train = read_wic(d / "train.data.txt", d / "train.gold.txt")
+    train = read_wic(d / "train.data.txt", d / "train.gold.txt")[:train_limit]
     dev = read_wic(d / "dev.data.txt", d / "dev.gold.txt")
     s_train = wic_scores(model, train, **kw)
     t, train_acc = choose_threshold(s_train, np.array([p.label for p in train]))

@@ -55,7 +55,10 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with its output projection, residual and LayerNorm."""
+    """Multi-head self-attention and its output projection (the block adds the residual).
+
+    ``LayerNorm`` is the block's attention norm: after the residual (post-LN) or before
+    the attention (pre-LN); it lives here for the Hugging Face key layout."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -69,8 +72,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, H) -> (B, T, H); with ``rows`` (B, R) only those positions' outputs,
-        (B, R, H): their queries attend to every key, the other queries are not computed."""
+        """x (B, T, H) -> (B, T, H) attention output before the residual; with ``rows``
+        (B, R) only those positions', (B, R, H): their queries attend to every key, the
+        other queries are not computed."""
         B, T, H = x.shape
         if rows is None:
             q, k, v = (self.qkv(x)
@@ -86,11 +90,15 @@ class SelfAttention(nn.Module):
         p = self.attn_dropout if self.training else 0.0
         y = kernels.attention(q, k, v, mask, p)  # (B, nh, R, hd)
         y = y.transpose(1, 2).reshape(B, -1, H)  # (B, R, H)
-        return self.LayerNorm(x + self.dropout(self.dense(y)))
+        return self.dropout(self.dense(y))
 
 
 class EncoderLayer(nn.Module):
-    """One post-LN block: attention, then GeLU feed-forward, each with residual + LayerNorm."""
+    """One block: attention, then GeLU feed-forward, each with a residual and LayerNorm.
+
+    Post-LN (BERT): ``x = LN(x + f(x))``. Pre-LN (``config.pre_layer_norm``):
+    ``x = x + f(LN(x))``, with one more LayerNorm after the last block (``Encoder``).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -100,12 +108,20 @@ class EncoderLayer(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = kernels.Dropout(config.hidden_dropout_prob)
         self.act = activation(config.hidden_act)
+        self.pre_ln = config.pre_layer_norm
+
+    def ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.output(self.act(self.intermediate(x))))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attention(x, mask, rows)  # (B, R, H), R = T without rows
-        h = self.act(self.intermediate(x))  # (B, R, I)
-        return self.LayerNorm(x + self.dropout(self.output(h)))
+        """x (B, T, H) -> (B, T, H), or (B, R, H) at ``rows`` (see ``BertModel.forward``)."""
+        res = x if rows is None else x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
+        if self.pre_ln:  # x + f(LN(x))
+            x = res + self.attention(self.attention.LayerNorm(x), mask, rows)  # (B, R, H)
+            return x + self.ffn(self.LayerNorm(x))
+        x = self.attention.LayerNorm(res + self.attention(x, mask, rows))  # LN(x + f(x))
+        return self.LayerNorm(x + self.ffn(x))
 
 
 class Encoder(nn.Module):
@@ -114,6 +130,9 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+        # pre-LN leaves the residual stream unnormalised: one LayerNorm after the last block
+        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+                           if config.pre_layer_norm else None)
 
 
 class Pooler(nn.Module):
@@ -176,6 +195,8 @@ class BertModel(nn.Module):
         last = len(self.encoder.layer) - 1
         for i, layer in enumerate(self.encoder.layer):
             x = layer(x, mask, rows if i == last else None)
+            if i == last and self.encoder.final_norm is not None:
+                x = self.encoder.final_norm(x)
             if states is not None:
                 states.append(x)
         return EncoderOutput(x, states)

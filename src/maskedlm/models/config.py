@@ -54,6 +54,10 @@ class ModelConfig:
     # Which pretraining heads the model carries besides MLM (the recipe decides).
     nsp_head: bool = True
     sbo_head: bool = False
+    # Pre-LN blocks (LayerNorm before attention and feed-forward, one final LayerNorm),
+    # as in cramming (Geiping & Goldstein 2023), ModernBERT and NeoBERT: they train
+    # stably at the high learning rates that small budgets need. BERT itself is post-LN.
+    pre_layer_norm: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

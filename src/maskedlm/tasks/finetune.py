@@ -231,13 +231,15 @@ def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr)
 
 
-def _read_examples(task: Task, train: str | Path, dev: str | Path | None, limit: int | None,
-                   rng: np.random.Generator) -> tuple[list[Any], list[Any] | None]:
-    """Training examples (a seeded subsample of ``limit``), dev examples; fits the labels."""
-    train_ex = task.read(str(train))
+def _read_examples(task: Task, train: str | Path | list[Any], dev: str | Path | list[Any] | None,
+                   limit: int | None, rng: np.random.Generator
+                   ) -> tuple[list[Any], list[Any] | None]:
+    """Training examples (a seeded subsample of ``limit``), dev examples; fits the labels.
+    Files are read in the task's format; lists are examples already read."""
+    train_ex = list(train) if isinstance(train, list) else task.read(str(train))
     if limit:
         train_ex = [train_ex[i] for i in sorted(rng.permutation(len(train_ex))[:limit])]
-    dev_ex = task.read(str(dev)) if dev else None
+    dev_ex = (list(dev) if isinstance(dev, list) else task.read(str(dev))) if dev else None
     task.fit_labels(train_ex)
     return train_ex, dev_ex
 
@@ -257,10 +259,12 @@ def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> tor
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
 
 
-def finetune(task: Task, model_path: str | Path, train: str | Path, dev: str | Path | None,
-             out: str | Path, cfg: FinetuneConfig) -> dict[str, Any]:
+def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
+             dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
+             ) -> dict[str, Any]:
     """Fine-tune an encoder (ours or a Hugging Face BERT dir) on ``train``; keep the best
-    dev checkpoint in ``out``. Returns a summary (best dev metrics, speed).
+    dev checkpoint in ``out``. Returns a summary (best dev metrics, speed). ``train`` and
+    ``dev`` are files in the task's format or examples already read (``task.read``).
 
     >>> finetune(make_task("tag"), "minilm/", "conll/train.txt", "conll/dev.txt", "runs/ner",
     ...          FinetuneConfig(epochs=2))  # doctest: +SKIP

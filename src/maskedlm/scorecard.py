@@ -1,0 +1,340 @@
+"""The scorecard: how good an encoder is, in one number per task and one mean.
+
+``scorecard(model)`` fine-tunes or probes the encoder on a fixed list of tasks with
+fixed, documented hyperparameters (:data:`TASKS`, :func:`hyperparameters`) and returns
+a JSON-able card. Every fine-tuned task keeps the checkpoint that scores best on a
+*selection split carved out of its training data* (10%, at most 1,000 examples) and
+reports the official dev split, which it never selects on; training-free tasks choose
+their one free parameter (the WiC threshold) on training data too. The card records
+which split each number comes from.
+
+>>> card = scorecard("runs/span-mini", tasks=["sst2", "conll"], quick=True)  # doctest: +SKIP
+>>> card["mean"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskedlm.errors import MaskedLMError
+
+CARD_FILE = "scorecard.json"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the card: data files under the data root, the metric and the budget."""
+
+    name: str
+    kind: str  # classify | pair | tag | spans | wic | wsd
+    metric: str
+    files: dict[str, str]  # split -> path under the data root
+    epochs: float = 3.0
+    quick_epochs: float = 2.0
+    train_limit: int | None = None  # cap on training examples (before the selection split)
+    quick_limit: int | None = None
+    max_length: int = 128
+    options: dict[str, Any] = field(default_factory=dict)
+    reported: str = "official dev"
+
+
+# The budgets make the --quick card of a mini model take about 15 minutes on 2 CPU cores.
+TASKS: dict[str, TaskSpec] = {t.name: t for t in (
+    TaskSpec("sst2", "classify", "accuracy", {"train": "sst2/train.tsv", "eval": "sst2/dev.tsv"},
+             epochs=2, quick_epochs=1, quick_limit=20_000, max_length=66),
+    TaskSpec("mrpc", "pair", "f1", {"train": "mrpc/train.tsv", "eval": "mrpc/dev.tsv"},
+             epochs=3, quick_epochs=3, max_length=128),
+    TaskSpec("rte", "pair", "accuracy", {"train": "rte/train.tsv", "eval": "rte/dev.tsv"},
+             epochs=3, quick_epochs=3, max_length=256),
+    TaskSpec("conll", "tag", "f1", {"train": "conll2003/train.txt", "eval": "conll2003/dev.txt"},
+             epochs=3, quick_epochs=2, quick_limit=7_000, max_length=128,
+             options={"label_subwords": "first", "viterbi": True}),
+    TaskSpec("upos", "tag", "accuracy", {"train": "ud_en_lines/en_lines-ud-train.conllu",
+                                         "eval": "ud_en_lines/en_lines-ud-dev.conllu"},
+             epochs=3, quick_epochs=2, max_length=128, options={"label_subwords": "first"}),
+    TaskSpec("genia", "spans", "f1", {"train": "genia/train.jsonlines", "eval": "genia/dev.jsonlines"},
+             epochs=3, quick_epochs=1, quick_limit=5_000, max_length=128,
+             options={"max_span_length": 8}),
+    TaskSpec("wic", "wic", "accuracy", {"dir": "wic"}, reported="official dev (threshold on train)"),
+    TaskSpec("wsd", "wsd", "f1", {"semcor": "semcor/semcor3.0.jsonl.gz", "wordnet": "wordnet/dict",
+                                  "data": "wsd/semeval2007/semeval2007.data.xml",
+                                  "gold": "wsd/semeval2007/semeval2007.gold.key.txt"},
+             train_limit=None, quick_limit=12_000,
+             reported="SemEval-2007 (centroids from SemCor)"),
+)}
+DEFAULT_TASKS = tuple(TASKS)
+
+
+def hyperparameters(hidden_size: int) -> dict[str, Any]:
+    """Fine-tuning settings by model width, fixed so that cards compare.
+
+    Small encoders (hidden <= 512: tiny, mini, small) take a higher rate than BERT-base's
+    {2,3,5}e-5 (Devlin et al. 2019, A.3); Turc et al. (2019) tune compact models up to 1e-4.
+    """
+    lr = 1e-4 if hidden_size <= 512 else 5e-5
+    return {"lr": lr, "head_lr_spans": 5e-4, "batch_size": 32, "warmup_ratio": 0.1,
+            "weight_decay": 0.01, "evals_per_epoch": 2, "selection_share": 0.1,
+            "selection_max": 1000, "seed": 0}
+
+
+def selection_split(n: int, share: float, cap: int, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded (train, selection) index lists: ``share`` of ``n`` (at most ``cap``, at least 1)
+    held out for checkpoint selection.
+
+    >>> tr, sel = selection_split(20, 0.1, 1000, 0); len(tr), len(sel), set(tr) & set(sel)
+    (18, 2, set())
+    """
+    if n < 2:
+        raise MaskedLMError(f"a training set of {n} example(s) cannot spare a selection split")
+    k = max(1, min(cap, int(round(share * n))))
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
+
+
+def resolve_files(spec: TaskSpec, data_root: Path, overrides: dict[str, str]) -> dict[str, Path]:
+    """The task's files under ``data_root``, with ``TASK:SPLIT=PATH`` overrides; all must exist."""
+    files = {}
+    for split, rel in spec.files.items():
+        p = Path(overrides.get(f"{spec.name}:{split}", data_root / rel))
+        if not p.exists():
+            raise MaskedLMError(f"scorecard {spec.name}: {p} not found (give --data-root or "
+                                f"--file {spec.name}:{split}=PATH)")
+        files[split] = p
+    return files
+
+
+# ----------------------------------------------------------------------------- tasks
+def _limit(spec: TaskSpec, quick: bool, limit: int | None) -> int | None:
+    caps = [c for c in (spec.quick_limit if quick else spec.train_limit, limit) if c]
+    return min(caps) if caps else None
+
+
+def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, quick: bool,
+               limit: int | None, hp: dict[str, Any], progress: bool) -> dict[str, Any]:
+    from maskedlm.tasks.finetune import FinetuneConfig, finetune, load_task, make_task
+
+    task = make_task(spec.kind, **spec.options)
+    examples = task.read(str(files["train"]))
+    limit = _limit(spec, quick, limit)
+    if limit and len(examples) > limit:
+        keep = np.random.default_rng([hp["seed"], 5]).permutation(len(examples))[:limit]
+        examples = [examples[i] for i in sorted(keep.tolist())]
+    tr, sel = selection_split(len(examples), hp["selection_share"], hp["selection_max"], hp["seed"])
+    epochs = spec.quick_epochs if quick else spec.epochs
+    steps_per_epoch = math.ceil(len(tr) / hp["batch_size"])
+    cfg = FinetuneConfig(epochs=epochs, lr=hp["lr"], batch_size=hp["batch_size"],
+                         head_lr=hp["head_lr_spans"] if spec.kind == "spans" else None,
+                         max_length=spec.max_length, warmup_ratio=hp["warmup_ratio"],
+                         weight_decay=hp["weight_decay"], seed=hp["seed"], progress=progress,
+                         eval_every=max(1, steps_per_epoch // hp["evals_per_epoch"]),
+                         device="cuda" if torch.cuda.is_available() else "cpu")
+    out = work / spec.name
+    summary = finetune(task, model, [examples[i] for i in tr], [examples[i] for i in sel],
+                       out, cfg)
+    best = load_task(out, device=cfg.device)
+    metrics = best.evaluate(files["eval"])
+    return {"score": float(metrics[spec.metric]),
+            "selection_score": float(summary["best"]["dev"][task.metric]),
+            "selected_step": summary["best"]["step"], "steps": summary["steps"],
+            "train_examples": len(tr), "selection_examples": len(sel),
+            "eval_examples": int(metrics.get("examples", metrics.get("sentences", 0)) or 0),
+            "details": {k: v for k, v in metrics.items() if k != "per_type" and k != spec.metric},
+            "train_examples_per_s": summary["train_examples_per_s"],
+            "epochs": epochs, "selected_on": f"{len(sel)} examples carved from train"}
+
+
+def _wic(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
+         limit: int | None) -> dict[str, Any]:
+    from maskedlm.api import load
+    from maskedlm.embeddings.similarity import evaluate_wic
+
+    result = evaluate_wic(load(model, warn_fresh=False), files["dir"],
+                          train_limit=_limit(spec, quick, limit))
+    return {"score": result["dev_accuracy"], "details": result,
+            "selected_on": "threshold chosen on the WiC training pairs"}
+
+
+def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
+         limit: int | None) -> dict[str, Any]:
+    from maskedlm.api import load
+    from maskedlm.embeddings.wsd import WordNetInventory, evaluate, read_semcor, train_centroids
+
+    inventory = WordNetInventory(files["wordnet"])
+    sentences, _ = read_semcor(files["semcor"], inventory)
+    limit = _limit(spec, quick, limit)
+    if limit:
+        sentences = sentences[:limit]
+    lm = load(model, warn_fresh=False)
+    centroids = train_centroids(lm, sentences)
+    result = evaluate(lm, centroids, inventory, files["data"], files["gold"])
+    return {"score": result["f1"], "details": {k: v for k, v in result.items() if k != "f1"},
+            "train_examples": len(sentences), "selected_on": "nothing to select (1-NN)"}
+
+
+# ----------------------------------------------------------------------------- the card
+def random_init_twin(model: str, out: Path, seed: int = 0) -> Path:
+    """A checkpoint with ``model``'s architecture and tokenizer and fresh BERT-init weights."""
+    from maskedlm.checkpoint import load_model, save_checkpoint
+    from maskedlm.models.heads import BertForPreTraining
+    from maskedlm.data.tokenizer import Tokenizer
+
+    trained, ckpt = load_model(model, warn_fresh=False)
+    torch.manual_seed(seed)
+    fresh = BertForPreTraining(trained.config)
+    save_checkpoint(out, fresh, Tokenizer.load(ckpt))
+    return out
+
+
+def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick: bool = False,
+              data_root: str | Path = "../shared/data", out: str | Path | None = None,
+              files: dict[str, str] | None = None, random_init: bool = False,
+              limit: int | None = None, overrides: dict[str, Any] | None = None,
+              name: str | None = None, progress: bool = False,
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+    """Score ``model`` (a run, a checkpoint or a Hugging Face BERT dir) on ``tasks``.
+
+    Writes ``out/scorecard.json``, ``out/scorecard.md`` and ``out/scorecard.png`` when
+    ``out`` is given; fine-tuned runs live in ``out/runs/`` and are removed at the end.
+    ``limit`` caps every task's training examples and ``overrides`` replaces fixed
+    hyperparameters (smoke tests and experiments; the card records both).
+    """
+    from maskedlm.checkpoint import load_model
+
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise MaskedLMError(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
+    data_root = Path(data_root)
+    specs = [TASKS[t] for t in tasks]
+    resolved = {s.name: resolve_files(s, data_root, files or {}) for s in specs}  # fail early
+    out_dir = Path(out) if out else Path("runs") / "scorecard"
+    work = out_dir / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    model = str(model)
+    if random_init:
+        model = str(random_init_twin(model, work / "random-init"))
+    encoder, _ = load_model(model, warn_fresh=False)
+    cfg = encoder.config
+    hp = {**hyperparameters(cfg.hidden_size), **(overrides or {})}
+    card: dict[str, Any] = {
+        "name": name or (Path(str(out_dir)).name if out else Path(model).name),
+        "model": str(Path(str(model if not random_init else out_dir)).resolve()),
+        "random_init": random_init, "quick": quick, "limit": limit,
+        "date": date.today().isoformat(),
+        "architecture": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
+                         "heads": cfg.num_attention_heads, "vocab": cfg.vocab_size,
+                         "pre_layer_norm": getattr(cfg, "pre_layer_norm", False),
+                         "parameters": sum(p.numel() for p in encoder.bert.parameters())},
+        "hyperparameters": hp, "overridden": sorted(overrides or {}), "tasks": {}}
+    del encoder
+    t_card = time.perf_counter()
+    for spec in specs:
+        t0 = time.perf_counter()
+        log(f"scorecard: {spec.name} ({spec.kind}) ...")
+        if spec.kind == "wic":
+            row = _wic(spec, model, resolved[spec.name], quick, limit)
+        elif spec.kind == "wsd":
+            row = _wsd(spec, model, resolved[spec.name], quick, limit)
+        else:
+            row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress)
+        row.update(metric=spec.metric, reported_on=spec.reported,
+                   seconds=round(time.perf_counter() - t0, 1))
+        card["tasks"][spec.name] = row
+        log(f"scorecard: {spec.name} {spec.metric} {row['score']:.4f} ({row['seconds']:.0f} s)")
+    scores = [r["score"] for r in card["tasks"].values()]
+    card["mean"] = float(np.mean(scores)) if scores else float("nan")
+    card["seconds"] = round(time.perf_counter() - t_card, 1)
+    shutil.rmtree(work, ignore_errors=True)
+    if out:
+        write_card(card, out_dir)
+    return card
+
+
+# ----------------------------------------------------------------------------- output
+def load_card(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / CARD_FILE
+    try:
+        card = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MaskedLMError(f"{p}: not a readable scorecard ({type(e).__name__})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("tasks"), dict):
+        raise MaskedLMError(f"{p}: not a scorecard (no 'tasks' object)")
+    return card
+
+
+def markdown(cards: Sequence[dict[str, Any]]) -> str:
+    """One row per task, one column per card, then the unweighted mean.
+
+    >>> c = {"name": "m", "mean": 0.5, "tasks": {"sst2": {"metric": "accuracy", "score": 0.5,
+    ...      "reported_on": "official dev"}}}
+    >>> print(markdown([c]).splitlines()[2])
+    | sst2 | accuracy | official dev | 0.5000 |
+    """
+    names = [c.get("name", f"card {i}") for i, c in enumerate(cards)]
+    tasks = list(dict.fromkeys(t for c in cards for t in c["tasks"]))
+    lines = ["| task | metric | reported on | " + " | ".join(names) + " |",
+             "|---|---|---|" + "---:|" * len(cards)]
+    for t in tasks:
+        first = next(c["tasks"][t] for c in cards if t in c["tasks"])
+        cells = [f"{c['tasks'][t]['score']:.4f}" if t in c["tasks"] else "" for c in cards]
+        lines.append(f"| {t} | {first['metric']} | {first['reported_on']} | " + " | ".join(cells) + " |")
+    lines.append("| **mean** | | | " + " | ".join(f"**{c['mean']:.4f}**" for c in cards) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(cards: Sequence[dict[str, Any]], path: Path) -> bool:
+    """Grouped bar chart of the cards' scores; False when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    tasks = list(dict.fromkeys(t for c in cards for t in c["tasks"])) + ["mean"]
+    width = 0.8 / len(cards)
+    fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2, 3.6))
+    for i, c in enumerate(cards):
+        vals = [c["tasks"][t]["score"] if t in c["tasks"] else 0.0 for t in tasks[:-1]] + [c["mean"]]
+        ax.bar(np.arange(len(tasks)) + (i - (len(cards) - 1) / 2) * width, vals, width,
+               label=c.get("name", f"card {i}"))
+    ax.set_xticks(np.arange(len(tasks)), tasks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score (metric of each task)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def write_card(card: dict[str, Any], out_dir: Path, compare: Sequence[dict[str, Any]] = ()) -> None:
+    """scorecard.json, scorecard.md (with the compared cards) and scorecard.png, atomically."""
+    from maskedlm.checkpoint import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / CARD_FILE, json.dumps(card, indent=2) + "\n")
+    cards = [card, *compare]
+    head = (f"# Scorecard: {card['name']}\n\n"
+            f"{'quick' if card['quick'] else 'full'} card, {card['seconds'] / 60:.1f} min; "
+            f"{card['architecture']['layers']} layers, hidden {card['architecture']['hidden']}"
+            f"{', random initialisation' if card['random_init'] else ''}. Each fine-tuned task "
+            "keeps the checkpoint best on a selection split carved from its training data and "
+            "reports the split named in the table.\n\n")
+    atomic_write_text(out_dir / "scorecard.md", head + markdown(cards))
+    plot(cards, out_dir / "scorecard.png")
