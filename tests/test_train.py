@@ -20,7 +20,8 @@ def opts(data, out, **kw) -> PretrainOptions:
     train_kw = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
     tcfg = TrainConfig(**{"max_steps": 6, "batch_size": 4, "log_every": 1, "progress": False,
                           "lr": 2e-3, **train_kw})
-    return PretrainOptions(data=str(data), out=str(out), size="tiny", seq_len=32,
+    kw.setdefault("seq_len", 32)
+    return PretrainOptions(data=str(data), out=str(out), size="tiny",
                            eval_sequences=8, device="cpu", train=tcfg, **kw)
 
 
@@ -64,9 +65,13 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch
     assert losses(killed) == losses(full)
 
 
-def test_grad_accumulation_equals_one_big_batch(tiny_data, tmp_path):
-    pretrain(opts(tiny_data["shards"], tmp_path / "big", batch_size=8, dropout=0.0))
-    pretrain(opts(tiny_data["shards"], tmp_path / "acc", batch_size=4, grad_accum=2, dropout=0.0))
+@pytest.mark.parametrize("recipe", ["budget", "spanbert", "bert"])
+def test_grad_accumulation_equals_one_big_batch(tiny_data, tmp_path, recipe):
+    """Also with packed sequences of different lengths (budget/roberta), whose padding
+    differs between a batch of 8 and two of 4: masking must not see the padding."""
+    pretrain(opts(tiny_data["shards"], tmp_path / "big", batch_size=8, dropout=0.0, recipe=recipe))
+    pretrain(opts(tiny_data["shards"], tmp_path / "acc", batch_size=4, grad_accum=2, dropout=0.0,
+                  recipe=recipe))
     for (s1, a), (s2, b) in zip(losses(tmp_path / "big"), losses(tmp_path / "acc"), strict=True):
         assert s1 == s2 and a == pytest.approx(b, rel=1e-4)
 
@@ -200,3 +205,57 @@ def test_prefetcher_close_stops_and_joins_its_thread():
     time.sleep(0.05)  # the queue fills and the thread blocks on put()
     pf.close()
     assert not pf.thread.is_alive()
+
+
+def test_wsd_schedule_is_stable_then_decays_as_one_minus_sqrt():
+    from maskedlm.train import linear_schedule, lr_shape
+
+    f = linear_schedule(10, 100, kind="wsd", decay=0.2)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(50) == 1.0 and f(80) == 1.0  # stable until the last 20%
+    assert f(85) == pytest.approx(1 - 0.25 ** 0.5) and f(100) == 0.0
+    assert all(f(s) >= f(s + 1) for s in range(10, 100))  # never rises after warmup
+    used = [0.9]  # by time: 90% of the budget used -> halfway through the decay
+    g = linear_schedule(60, 10_000, lambda: used[0], kind="wsd", decay=0.2)
+    assert g(5) == pytest.approx(1 - 0.5 ** 0.5)
+    assert lr_shape(0.5, 0.1) == pytest.approx(0.5 / 0.9)  # linear: unchanged
+
+
+def test_budget_recipe_defaults_and_standard_eval_masking(tiny_data, tmp_path):
+    """budget: pre-LN, no dropout, roberta's sequences, 30% masking in training and the
+    standard 15% on the held-out batches, so accuracy compares across masking rates."""
+    from maskedlm.data.tokenizer import Tokenizer
+    from maskedlm.pretrain import masking_config
+    from maskedlm.train import DistInfo
+
+    o = opts(tiny_data["shards"], tmp_path / "run", recipe="budget")
+    assert o.pre_layer_norm is True and o.dropout == 0.0
+    assert masking_config(o).mask_prob == 0.3 and masking_config(o, for_eval=True).mask_prob == 0.15
+    from maskedlm.data.shards import ShardSet
+    shards = ShardSet.load(tiny_data["shards"])
+    src = PretrainBatches(shards, "budget", 32, masking_config(o), Tokenizer.load(tiny_data["tokenizer"]),
+                          16, 1, 0, DistInfo(), 64, masking_config(o, for_eval=True))
+
+    def share(batches):
+        targets = sum(int((b["labels"] != -100).sum()) for b in batches)
+        maskable = sum(int((~b["special"]).sum()) for b in batches)
+        return targets / maskable
+    assert share(src.step_batches(0)) == pytest.approx(0.3, abs=0.03)
+    assert share(src.eval_batches()) == pytest.approx(0.15, abs=0.03)
+    assert all("sbo_left" not in b and "next_sentence_label" not in b for b in src.step_batches(1))
+    rec = pretrain(opts(tiny_data["shards"], tmp_path / "run", recipe="budget", max_steps=3))
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["model"]["pre_layer_norm"] is True and run["model"]["hidden_dropout_prob"] == 0.0
+    assert "eval_mlm_accuracy" in rec
+
+
+def test_auto_precision_follows_the_hardware():
+    import torch
+
+    from maskedlm.train import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(MaskedLMError):
+        TrainConfig(precision="fp16")

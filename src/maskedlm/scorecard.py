@@ -127,6 +127,7 @@ def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, q
 
     task = make_task(spec.kind, **spec.options)
     examples = task.read(str(files["train"]))
+    task.fit_labels(examples)  # the label set of the whole file, whatever the cap keeps
     limit = _limit(spec, quick, limit)
     if limit and len(examples) > limit:
         keep = np.random.default_rng([hp["seed"], 5]).permutation(len(examples))[:limit]

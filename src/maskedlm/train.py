@@ -52,7 +52,7 @@ class TrainConfig:
     beta2: float = 0.98  # RoBERTa's beta2 is more stable than 0.999 for MLM
     eps: float = 1e-6
     clip_grad: float = 1.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # auto: bf16 where the chip has it
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0  # 0: evaluate at every save and at the end
@@ -71,8 +71,8 @@ class TrainConfig:
         if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 < self.decay_ratio <= 1.0:
             raise MaskedLMError(f"--warmup-ratio must be in [0, 1) and --decay-ratio in (0, 1], "
                                 f"got {self.warmup_ratio} and {self.decay_ratio}")
-        if self.precision not in ("fp32", "bf16"):
-            raise MaskedLMError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise MaskedLMError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
 
 
 @dataclass
@@ -142,6 +142,8 @@ def lr_shape(frac: float, warmup: float, kind: str = "linear", decay: float = 0.
     """
     if frac < warmup:
         return max(1e-3, frac / warmup)
+    if frac >= 1.0:
+        return 0.0
     if kind == "wsd":
         into = (frac - (1.0 - decay)) / decay  # share of the decay phase done
         return 1.0 if into <= 0 else max(0.0, 1.0 - math.sqrt(min(1.0, into)))
@@ -212,6 +214,26 @@ TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_
 def to_tensors(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
             for k in TENSOR_KEYS if k in batch}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls natively: CUDA with bf16 support, or a CPU
+    with AVX512-BF16 or AMX (where bf16 autocast ran 1.6-2.0x our fp32 pretraining,
+    benchmarks/RESULTS.md); elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32``; others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def autocast(precision: str, device: torch.device):

@@ -360,3 +360,23 @@ def test_replacement_shares_handles_zero():
     assert replacement_shares({"mask": 0, "random": 0, "keep": 0}) == {
         "mask": 0.0, "random": 0.0, "keep": 0.0}
     assert replacement_shares({"mask": 2, "random": 1, "keep": 1})["mask"] == 0.5
+
+
+def test_recipe_masking_rates_and_all_mask_replacement():
+    from maskedlm.data.masking import BUDGET_MASK_RATE, recipe_masking
+
+    assert recipe_masking("budget").mask_prob == BUDGET_MASK_RATE == 0.3
+    assert recipe_masking("budget").scheme == "token" and recipe_masking("roberta").mask_prob == 0.15
+    assert recipe_masking("spanbert", mask_rate=0.25).mask_prob == 0.25
+    cfg = recipe_masking("roberta", mask_replace="mask")
+    assert (cfg.mask_ratio, cfg.random_ratio) == (1.0, 0.0)
+    ids = np.tile(np.arange(10, 74), (8, 1))
+    ids[:, 0], ids[:, -1] = 2, 3
+    special = np.zeros_like(ids, dtype=bool)
+    special[:, [0, -1]] = True
+    out = mask_batch(ids, np.ones_like(special), special, cfg, np.random.default_rng(0),
+                     vocab_size=100, mask_id=4)
+    targets = out.labels != -100
+    assert targets.any() and (out.input_ids[targets] == 4).all()  # every target is [MASK]
+    with pytest.raises(MaskedLMError):
+        recipe_masking("roberta", mask_replace="70-20-10")

@@ -16,7 +16,9 @@ Handler = Callable[[argparse.Namespace], int | None]
 
 # ----------------------------------------------------------------------------- pretrain
 def add_masking_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", choices=["bert", "roberta", "spanbert"], default="spanbert")
+    p.add_argument("--recipe", choices=["budget", "bert", "roberta", "spanbert"], default="budget",
+                   help="budget (default): the most from little compute; bert, roberta, spanbert: "
+                        "as their papers")
     p.add_argument("--whole-word", action="store_true",
                    help="bert/roberta: select whole words instead of single subwords")
     p.add_argument("--masking-budget", choices=["exact", "bernoulli"], default=None,
@@ -57,12 +59,15 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup-ratio", type=float, default=0.06)
     p.add_argument("--clip-grad", type=float, default=1.0)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
+                   help="auto: bf16 where the chip has it natively (default for --recipe budget; "
+                        "fp32 otherwise)")
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--pre-ln", action=argparse.BooleanOptionalAction, default=None,
                    help="pre-LayerNorm blocks (default: post-LN, as BERT)")
-    p.add_argument("--schedule", choices=["linear", "wsd"], default="linear",
-                   help="linear decay, or warmup-stable-decay with a 1-sqrt decay")
+    p.add_argument("--schedule", choices=["linear", "wsd"], default=None,
+                   help="linear decay, or warmup-stable-decay with a 1-sqrt decay "
+                        "(default: wsd for --recipe budget, linear otherwise)")
     p.add_argument("--decay-ratio", type=float, default=0.2,
                    help="share of the run the wsd decay takes (default 0.2)")
     p.add_argument("--log-every", type=int, default=10)
@@ -76,7 +81,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def run_pretrain(a: argparse.Namespace) -> int:
-    from maskedlm.pretrain import PretrainOptions, pretrain
+    from maskedlm.pretrain import PretrainOptions, pretrain, recipe_defaults
     from maskedlm.train import TrainConfig
 
     default_job = not (a.data or a.corpus or a.init)
@@ -84,15 +89,14 @@ def run_pretrain(a: argparse.Namespace) -> int:
     # it), so it takes about 3 minutes whatever the machine.
     max_steps = a.max_steps or (3000 if default_job else 1000)
     max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
-    # Continued pretraining uses a lower peak rate (1e-4, as domain-adaptive pretraining,
-    # Gururangan et al. 2020); small models from scratch tolerate a higher one.
-    lr = a.lr or (1e-4 if a.init else 1e-3 if a.size in ("tiny", "mini") else 5e-4)
+    d = recipe_defaults(a.recipe, a.size, a.init)
     tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size, grad_accum=a.grad_accum,
-                       lr=lr, weight_decay=a.weight_decay, warmup_ratio=a.warmup_ratio,
-                       clip_grad=a.clip_grad, precision=a.precision, seed=a.seed,
+                       lr=a.lr or d["lr"], weight_decay=a.weight_decay,
+                       warmup_ratio=a.warmup_ratio, clip_grad=a.clip_grad,
+                       precision=a.precision or d["precision"], seed=a.seed,
                        log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
                        max_time=max_time, progress=not a.no_progress,
-                       schedule=a.schedule, decay_ratio=a.decay_ratio)
+                       schedule=a.schedule or d["schedule"], decay_ratio=a.decay_ratio)
     opts = PretrainOptions(
         recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,
@@ -241,7 +245,8 @@ def run_mask_preview(a: argparse.Namespace) -> int:
     result = mask_preview(a.data, recipe=a.recipe, whole_word=a.whole_word, n=a.n,
                           sequences=a.sequences if a.stats else 0, seq_len=a.seq_len, seed=a.seed,
                           budget=a.masking_budget, random_source=a.random_source,
-                          merge_spans=a.merge_spans)
+                          merge_spans=a.merge_spans, mask_rate=a.mask_rate,
+                          mask_replace=a.mask_replace)
     if a.json:
         print(json.dumps(result["stats"] if a.stats else result["examples"]))
         return 0

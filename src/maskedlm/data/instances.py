@@ -27,7 +27,10 @@ from maskedlm.data.shards import ShardSet
 from maskedlm.errors import MaskedLMError
 
 Recipe = Literal["bert", "roberta", "spanbert"]
-RECIPES: tuple[str, ...] = ("bert", "roberta", "spanbert")
+RECIPES: tuple[str, ...] = ("budget", "bert", "roberta", "spanbert")
+# The sequences each recipe trains on: ``budget`` packs full sentences as ``roberta``.
+SEQUENCES: dict[str, str] = {"budget": "roberta", "bert": "bert", "roberta": "roberta",
+                             "spanbert": "spanbert"}
 MIN_SEQ_LEN = 8
 # SpanBERT: the last block of a document is kept only if it has at least this many tokens
 # (fewer leave nothing for span masking to work with; spans average 3.8 words).
@@ -169,6 +172,7 @@ def build_instances(
     """
     if recipe not in RECIPES:
         raise MaskedLMError(f"recipe: must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    recipe = SEQUENCES[recipe]
     if max_seq_len < MIN_SEQ_LEN:
         raise MaskedLMError(f"max_seq_len: must be >= {MIN_SEQ_LEN}, got {max_seq_len}")
     if not 0.0 <= short_seq_prob <= 1.0:

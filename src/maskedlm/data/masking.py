@@ -117,6 +117,12 @@ class MaskedBatch:
     n_maskable: int = 0
 
 
+# ``budget`` masks more than BERT's 15%: Wettig et al. (2023, "Should You Mask 15% in
+# Masked Language Modeling?") find 40% better for large models and learning faster at
+# small compute; ModernBERT (Warner et al. 2024) trains with 30%.
+BUDGET_MASK_RATE = 0.3
+
+
 def recipe_masking(recipe: str, *, whole_word: bool = False, budget: str | None = None,
                    random_source: str | None = None,
                    merge_spans: bool | None = None, mask_rate: float | None = None,
@@ -128,6 +134,8 @@ def recipe_masking(recipe: str, *, whole_word: bool = False, budget: str | None 
     """
     scheme = "span" if recipe == "spanbert" else ("whole_word" if whole_word else "token")
     kw: dict[str, Any] = {"scheme": scheme}
+    if recipe == "budget":
+        kw["mask_prob"] = BUDGET_MASK_RATE
     if budget:
         kw["budget"] = budget
     if random_source:

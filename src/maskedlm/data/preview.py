@@ -16,7 +16,8 @@ from maskedlm.errors import MaskedLMError
 def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = False, n: int = 3,
                  sequences: int = 200, seq_len: int = 128, seed: int = 0,
                  budget: str | None = None, random_source: str | None = None,
-                 merge_spans: bool | None = None) -> dict[str, Any]:
+                 merge_spans: bool | None = None, mask_rate: float | None = None,
+                 mask_replace: str | None = None) -> dict[str, Any]:
     """Masked examples side by side with their originals, and masking statistics.
 
     >>> mask_preview("shards/", recipe="spanbert", n=1, sequences=100)["stats"]["masked_fraction"]  # doctest: +SKIP
@@ -27,7 +28,8 @@ def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = Fals
     if seq_len < 8:
         raise MaskedLMError(f"--seq-len must be >= 8, got {seq_len}")
     cfg = recipe_masking(recipe, whole_word=whole_word, budget=budget,
-                         random_source=random_source, merge_spans=merge_spans)
+                         random_source=random_source, merge_spans=merge_spans,
+                         mask_rate=mask_rate, mask_replace=mask_replace)
     shards = ShardSet.load(data)
     tok = shards.tokenizer()
     rng = np.random.default_rng(seed)

@@ -1,6 +1,7 @@
 """The BERT encoder: embeddings, bidirectional self-attention blocks, pooler.
 
-Post-LN Transformer as in Devlin et al. (2019), read top to bottom: ``Embeddings``
+Post-LN Transformer as in Devlin et al. (2019), or pre-LN (``config.pre_layer_norm``:
+LayerNorm before each sub-layer and once after the last block). Read top to bottom: ``Embeddings``
 (token + position + segment), ``SelfAttention``, ``EncoderLayer`` (attention, then
 feed-forward), ``Encoder``, ``Pooler``, and ``BertModel`` around them. Shapes: B batch,
 T tokens, H hidden, nh heads, hd = H / nh, R rows computed by the last layer.

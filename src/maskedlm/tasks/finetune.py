@@ -240,7 +240,8 @@ def _read_examples(task: Task, train: str | Path | list[Any], dev: str | Path | 
     if limit:
         train_ex = [train_ex[i] for i in sorted(rng.permutation(len(train_ex))[:limit])]
     dev_ex = (list(dev) if isinstance(dev, list) else task.read(str(dev))) if dev else None
-    task.fit_labels(train_ex)
+    if not task.labels:  # a task built with its labels keeps them (e.g. fitted on a superset)
+        task.fit_labels(train_ex)
     return train_ex, dev_ex
 
 
