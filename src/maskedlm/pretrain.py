@@ -50,7 +50,7 @@ Recipe = Literal["budget", "bert", "roberta", "spanbert"]
 # - bf16 autocast where the chip computes it natively;
 # - masking rate 30% (data.masking.BUDGET_MASK_RATE).
 BUDGET_TRAINING: dict[str, Any] = {"pre_layer_norm": True, "dropout": 0.0, "schedule": "wsd",
-                                   "precision": "auto", "lr": 2e-3}
+                                   "precision": "auto", "lr": 2e-3, "batch_size": 64}
 
 
 def recipe_defaults(recipe: str, size: str, init: str | None) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def recipe_defaults(recipe: str, size: str, init: str | None) -> dict[str, Any]:
         d = dict(BUDGET_TRAINING)
     else:  # small models from scratch tolerate a higher rate than BERT-base's 1e-4
         d = {"pre_layer_norm": False, "dropout": None, "schedule": "linear", "precision": "fp32",
-             "lr": 1e-3 if size in ("tiny", "mini") else 5e-4}
+             "lr": 1e-3 if size in ("tiny", "mini") else 5e-4, "batch_size": 32}
     if init:  # continued pretraining: a lower peak rate, as domain-adaptive pretraining
         d["lr"] = 1e-4  # (Gururangan et al. 2020); the architecture is the checkpoint's
         d["pre_layer_norm"] = None

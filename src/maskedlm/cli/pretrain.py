@@ -53,7 +53,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-time", type=float, default=0.0, help="wall-clock budget in seconds")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="sequences per process and micro-step (default: 64 for --recipe budget, 32 otherwise)")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -87,10 +88,12 @@ def run_pretrain(a: argparse.Namespace) -> int:
     default_job = not (a.data or a.corpus or a.init)
     # The embedded default trains for a fixed wall-clock budget (the LR schedule follows
     # it), so it takes about 3 minutes whatever the machine.
-    max_steps = a.max_steps or (3000 if default_job else 1000)
     max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
+    # With a wall-clock budget and no step count, time alone ends the run (and its schedule).
+    max_steps = a.max_steps or (10**9 if max_time else 1000)
     d = recipe_defaults(a.recipe, a.size, a.init)
-    tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size, grad_accum=a.grad_accum,
+    tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size or d["batch_size"],
+                       grad_accum=a.grad_accum,
                        lr=a.lr or d["lr"], weight_decay=a.weight_decay,
                        warmup_ratio=a.warmup_ratio, clip_grad=a.clip_grad,
                        precision=a.precision or d["precision"], seed=a.seed,
