@@ -1,5 +1,6 @@
 """The scorecard end to end on a tiny model and tiny files in the tasks' real formats."""
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -110,7 +111,8 @@ def test_card_end_to_end(setup, tmp_path):
     assert saved["mean"] == card["mean"]
     md = (tmp_path / "card" / "scorecard.md").read_text()
     assert "| sst2 | accuracy | official dev |" in md and "**mean**" in md
-    assert (tmp_path / "card" / "scorecard.png").stat().st_size > 1000
+    if importlib.util.find_spec("matplotlib"):  # the plot extra; CI installs it
+        assert (tmp_path / "card" / "scorecard.png").stat().st_size > 1000
     assert not (tmp_path / "card" / "runs").exists()  # fine-tuned runs are cleaned up
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ def losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in lines if "loss" in r]
 
 
-@pytest.mark.parametrize("recipe", ["spanbert", "bert", "roberta"])
+@pytest.mark.parametrize("recipe", ["budget", "spanbert", "bert", "roberta"])
 def test_pretrain_logs_and_learns(tiny_data, tmp_path, recipe):
     rec = pretrain(opts(tiny_data["shards"], tmp_path / "run", recipe=recipe, max_steps=40,
                         lr=5e-3))
@@ -40,7 +41,11 @@ def test_pretrain_logs_and_learns(tiny_data, tmp_path, recipe):
     assert last < first - 0.1
     assert 0.0 <= rec["eval_mlm_accuracy"] <= 1.0 and rec["eval_perplexity"] > 1.0
     keys = set(json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[0]))
-    assert {"step", "loss", "mlm_loss", "lr", "tokens_per_s"} <= keys
+    assert {"step", "loss", "mlm_loss", "lr", "tokens", "tokens_per_s"} <= keys
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert all(0 < r["tokens"] <= 4 * 32 for r in lines if "tokens" in r)  # one step per line
+    if importlib.util.find_spec("matplotlib"):  # the plot extra: curves at the end of a run
+        assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     assert ("sbo_loss" in keys) == (recipe == "spanbert")
     assert ("nsp_loss" in keys) == (recipe == "bert")
 

@@ -365,10 +365,56 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
                         extra_files={"masking.json": json.dumps(asdict(masking), indent=2)})
 
     record = train(model, source, opts.train, out, save, di, resume_state)
+    if di.is_main:
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
     if di.world_size > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return record
+
+
+def plot_curves(metrics: Path, png: Path) -> bool:
+    """Training loss and held-out accuracy against tokens seen, from ``metrics.jsonl``;
+    False (and nothing written) without matplotlib or without logged steps.
+
+    >>> plot_curves(Path("runs/x/metrics.jsonl"), Path("runs/x/curves.png"))  # doctest: +SKIP
+    True
+    """
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+    train_rows = [r for r in rows if "mlm_loss" in r and "tokens_per_s" in r]
+    if not train_rows:
+        return False
+    tokens, seen, last = [], 0.0, 0.0
+    for r in train_rows:  # tokens of each log window (older logs: rate x time between lines)
+        seen += r["tokens"] if "tokens" in r else r["tokens_per_s"] * max(0.0, r.get("elapsed_s", 0.0) - last)
+        tokens.append(seen / 1e6)
+        last = r.get("elapsed_s", 0.0)
+    at = dict(zip((r["step"] for r in train_rows), tokens, strict=True))
+    evals = [(at[r["step"]], r["eval_mlm_accuracy"]) for r in rows
+             if "eval_mlm_accuracy" in r and r["step"] in at]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(tokens, [r["loss"] for r in train_rows], lw=1, label="training loss")
+    ax.set_xlabel("tokens seen (millions)")
+    ax.set_ylabel("loss")
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*evals, strict=True), "o-", color="C1", label="held-out MLM accuracy")
+        ax2.set_ylabel("held-out masked-token accuracy")
+        ax2.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png.with_name(png.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(png)
+    return True
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

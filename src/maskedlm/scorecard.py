@@ -81,7 +81,8 @@ def hyperparameters(hidden_size: int) -> dict[str, Any]:
     """Fine-tuning settings by model width, fixed so that cards compare.
 
     Small encoders (hidden <= 512: tiny, mini, small) take a higher rate than BERT-base's
-    {2,3,5}e-5 (Devlin et al. 2019, A.3); Turc et al. (2019) tune compact models up to 1e-4.
+    {2,3,5}e-5 (Devlin et al. 2019, A.3); Turc et al. (2019) search {3e-4, 1e-4, 5e-5, 3e-5}
+    for their compact models. One fixed value, not a search: cards must compare.
     """
     lr = 1e-4 if hidden_size <= 512 else 5e-5
     return {"lr": lr, "head_lr_spans": 5e-4, "batch_size": 32, "warmup_ratio": 0.1,
@@ -222,7 +223,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     out_dir = Path(out) if out else Path("runs") / "scorecard"
     work = out_dir / "runs"
     work.mkdir(parents=True, exist_ok=True)
-    model = str(model)
+    model = source = str(model)
     if random_init:
         model = str(random_init_twin(model, work / "random-init"))
     encoder, _ = load_model(model, warn_fresh=False)
@@ -230,7 +231,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     hp = {**hyperparameters(cfg.hidden_size), **(overrides or {})}
     card: dict[str, Any] = {
         "name": name or (Path(str(out_dir)).name if out else Path(model).name),
-        "model": str(Path(str(model if not random_init else out_dir)).resolve()),
+        "model": str(Path(source).resolve()),  # with random_init: whose architecture
         "random_init": random_init, "quick": quick, "limit": limit,
         "date": date.today().isoformat(),
         "architecture": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,

@@ -467,6 +467,6 @@ def _log_record(step: int, w: dict[str, Any], lr: float, di: DistInfo) -> dict[s
     if nsp:
         rec["nsp_loss"] = nsp / max(seq, 1.0)
         loss += nsp / max(seq, 1.0)
-    rec.update(loss=loss, lr=lr, tokens_per_s=tokens / max(dt, 1e-9),
+    rec.update(loss=loss, lr=lr, tokens=int(tokens), tokens_per_s=tokens / max(dt, 1e-9),
                data_wait_frac=w["wait"] / max(dt, 1e-9))
     return rec
