@@ -208,3 +208,27 @@ def test_one_step_on_real_conll(tiny_model, tmp_path):
     s = finetune(make_task("spans", flat=True), model_dir, DATA / "conll2003" / "dev.txt", None,
                  tmp_path / "run", fast(epochs=1, train_limit=8, max_length=64))
     assert s["steps"] == 1
+
+
+def test_mean_pooled_classification_overfits_and_round_trips(tiny_model, tmp_path):
+    """--pool mean: the head reads the mean of the real tokens (padding excluded)."""
+    from maskedlm.tasks.classify import ClassifierHead
+
+    model_dir, _ = tiny_model
+    rng = random.Random(1)
+    rows = ["sentence\tlabel"] + [f"{rng.choice(PLACES)} {w} film\t{int(w == 'good')}"
+                                  for w in rng.choices(["good", "bad"], k=32)]
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    summary = finetune(make_task("classify", pool="mean"), model_dir, tmp_path / "train.tsv",
+                       tmp_path / "train.tsv", tmp_path / "run", fast(epochs=25, batch_size=16))
+    assert summary["best"]["dev"]["accuracy"] > 0.85, summary["best"]
+    m = load_task(tmp_path / "run")
+    assert m.task.pool == "mean" and m.model.head.pool == "mean"
+    assert m.predict("lima good film")["label"] == "1" and m.predict("lima bad film")["label"] == "0"
+    head = ClassifierHead(4, 2, 0.0, pool="mean")
+    hidden = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()
+    torch.testing.assert_close(head(hidden, {"attention_mask": mask})[0],
+                               head.out(hidden[0, :3].mean(0)))
+    with pytest.raises(MaskedLMError):
+        make_task("classify", pool="max")

@@ -49,6 +49,9 @@ def _columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair-column", default=None)
     p.add_argument("--label-column", default=None)
     p.add_argument("--no-header", action="store_true", help="the table has no header row")
+    p.add_argument("--pool", choices=["cls", "mean"], default="cls",
+                   help="classify from the [CLS] vector (default) or the mean of the last layer "
+                        "(encoders pretrained without NSP)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +108,8 @@ def _task_options(a: argparse.Namespace) -> dict[str, Any]:
     if a.task in ("classify", "pair"):
         cols = {"text_column": a.text_column, "pair_column": a.pair_column,
                 "label_column": a.label_column, "header": not a.no_header}
-        return {"columns": {k: v for k, v in cols.items() if v is not None}, "dropout": a.dropout}
+        return {"columns": {k: v for k, v in cols.items() if v is not None}, "dropout": a.dropout,
+                "pool": a.pool}
     if a.task == "tag":
         return {"label_subwords": a.label_subwords, "viterbi": a.viterbi, "dropout": a.dropout}
     return {"max_span_length": a.max_span_length, "span_repr": a.span_repr, "flat": a.flat,

@@ -1,8 +1,12 @@
-"""Sentence and sentence-pair classification from the final [CLS] vector.
+"""Sentence and sentence-pair classification from the final [CLS] vector (or the mean).
 
 ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]`` with segment ids 0/1; dropout and one
 linear layer over the last layer's [CLS] state, softmax, cross-entropy (Devlin et al.
-2019, sec. 4.1). String labels are mapped to ids and saved with the model.
+2019, sec. 4.1). ``pool="mean"`` reads the mean of the last layer over the real tokens
+instead: an encoder pretrained without next sentence prediction (roberta, spanbert,
+budget) never trains its [CLS] vector, and at small fine-tuning budgets the mean of its
+token vectors is the better start (Reimers & Gurevych 2019 pool the same way). String
+labels are mapped to ids and saved with the model.
 
 >>> task = ClassifyTask(pair=False)
 >>> task.fit_labels([TextExample("good", None, "1"), TextExample("bad", None, "0")])
@@ -37,10 +41,19 @@ from maskedlm.tasks.data import TextExample, read_table
 
 
 class ClassifierHead(LinearHead):
-    """dropout + linear over the [CLS] state: (B, T, H) -> (B, C) logits."""
+    """dropout + linear over the [CLS] state (or the mean over real tokens):
+    (B, T, H) -> (B, C) logits."""
+
+    def __init__(self, hidden_size: int, n_labels: int, dropout: float, pool: str = "cls") -> None:
+        super().__init__(hidden_size, n_labels, dropout)
+        self.pool = pool
 
     def forward(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.out(self.dropout(hidden[:, 0]))
+        if self.pool == "cls":
+            return self.out(self.dropout(hidden[:, 0]))
+        keep = batch["attention_mask"][..., None].to(hidden.dtype)  # (B, T, 1)
+        mean = (hidden * keep).sum(1) / keep.sum(1).clamp(min=1)  # (B, H)
+        return self.out(self.dropout(mean))
 
 
 def binary_f1(gold: np.ndarray, pred: np.ndarray, positive: int = 1) -> float:
@@ -61,7 +74,11 @@ class ClassifyTask:
     metric = "accuracy"
 
     def __init__(self, pair: bool, labels: list[str] | None = None,
-                 columns: dict[str, Any] | None = None, dropout: float = 0.1) -> None:
+                 columns: dict[str, Any] | None = None, dropout: float = 0.1,
+                 pool: str = "cls") -> None:
+        if pool not in ("cls", "mean"):
+            raise MaskedLMError(f"--pool must be cls or mean, got {pool!r}")
+        self.pool = pool
         self.pair = pair
         self.kind = "pair" if pair else "classify"
         self.labels = list(labels or [])
@@ -69,7 +86,8 @@ class ClassifyTask:
         self.dropout = dropout
 
     def options(self) -> dict[str, Any]:
-        return {"pair": self.pair, "columns": self.columns, "dropout": self.dropout}
+        return {"pair": self.pair, "columns": self.columns, "dropout": self.dropout,
+                "pool": self.pool}
 
     def read(self, path: str, require_labels: bool = True) -> list[TextExample]:
         return read_table(path, pair=self.pair, require_labels=require_labels, **self.columns)
@@ -102,7 +120,7 @@ class ClassifyTask:
         return feats
 
     def make_head(self, config: ModelConfig) -> nn.Module:
-        return ClassifierHead(config.hidden_size, len(self.labels), self.dropout)
+        return ClassifierHead(config.hidden_size, len(self.labels), self.dropout, self.pool)
 
     def collate(self, feats: list[Feature], pad_id: int, rng: np.random.Generator | None) -> Batch:
         batch = encoder_inputs(feats, pad_id)
@@ -112,7 +130,7 @@ class ClassifyTask:
     def loss(self, model: TaskModel, batch: Batch) -> torch.Tensor:
         ids = batch["input_ids"]  # the head reads [CLS] only: the last layer computes nothing else
         cls = torch.zeros(ids.shape[0], 1, dtype=torch.long, device=ids.device)
-        logits = model.head(model.hidden(batch, rows=cls), batch)
+        logits = model.head(model.hidden(batch, rows=cls if self.pool == "cls" else None), batch)
         return F.cross_entropy(logits.float(), batch["labels"])
 
     def _probs(self, model: TaskModel, feats: list[Feature], pad_id: int, batch_size: int) -> np.ndarray:
