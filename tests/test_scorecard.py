@@ -10,11 +10,11 @@ import torch
 
 from maskedlm.checkpoint import load_model, save_checkpoint
 from maskedlm.cli import main
-from maskedlm.models.config import ModelConfig
+from maskedlm.data.tokenizer import train_tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.scorecard import load_card, markdown, scorecard, selection_split
-from maskedlm.data.tokenizer import train_tokenizer
 
 WORDS = "jane anna paris lima met the team in today good bad film plot fine dull bank river money".split()
 

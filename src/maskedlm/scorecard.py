@@ -189,8 +189,8 @@ def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
 def random_init_twin(model: str, out: Path, seed: int = 0) -> Path:
     """A checkpoint with ``model``'s architecture and tokenizer and fresh BERT-init weights."""
     from maskedlm.checkpoint import load_model, save_checkpoint
-    from maskedlm.models.heads import BertForPreTraining
     from maskedlm.data.tokenizer import Tokenizer
+    from maskedlm.models.heads import BertForPreTraining
 
     trained, ckpt = load_model(model, warn_fresh=False)
     torch.manual_seed(seed)

@@ -30,15 +30,16 @@ def add_masking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mask-rate", type=float, default=None,
-                   help="share of tokens with a target (default 0.15; ModernBERT 0.30)")
+                   help="share of tokens with a target (default: 0.30 for --recipe budget, as "
+                        "ModernBERT; 0.15 otherwise, as BERT)")
     p.add_argument("--mask-replace", choices=["80-10-10", "mask"], default=None,
                    help="targets become [MASK]/random/kept 80/10/10 (default) or all [MASK] (NeoBERT)")
 
 
 def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pretrain a BERT/RoBERTa/SpanBERT encoder",
-                       description="With no arguments: a tiny SpanBERT on the standard library's "
-                                   "docstrings (about 3 minutes on 2 CPU cores).")
+                       description="With no arguments: a tiny encoder with the budget recipe on the "
+                                   "standard library's docstrings (about 3 minutes on 2 CPU cores).")
     add_masking_args(p)
     p.add_argument("--size", default="tiny", help="tiny, mini, small, medium, base, large")
     p.add_argument("--data", help="shards made by `maskedlm prepare`")
@@ -56,16 +57,20 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="sequences per process and micro-step (default: 64 for --recipe budget, 32 otherwise)")
     p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 2e-3 for --recipe budget; 1e-3 for tiny/mini "
+                        "and 5e-4 for larger sizes otherwise; 1e-4 with --init)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup-ratio", type=float, default=0.06)
     p.add_argument("--clip-grad", type=float, default=1.0)
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
                    help="auto: bf16 where the chip has it natively (default for --recipe budget; "
                         "fp32 otherwise)")
-    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=None,
+                   help="dropout in the encoder (default: 0 for --recipe budget, 0.1 otherwise)")
     p.add_argument("--pre-ln", action=argparse.BooleanOptionalAction, default=None,
-                   help="pre-LayerNorm blocks (default: post-LN, as BERT)")
+                   help="pre-LayerNorm blocks (default: on for --recipe budget; post-LN, as BERT, "
+                        "otherwise)")
     p.add_argument("--schedule", choices=["linear", "wsd"], default=None,
                    help="linear decay, or warmup-stable-decay with a 1-sqrt decay "
                         "(default: wsd for --recipe budget, linear otherwise)")
