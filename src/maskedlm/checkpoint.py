@@ -153,6 +153,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure as PNG through a temporary file (no half-written picture)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
                     training_state: dict[str, Any] | None = None,
                     extra_files: dict[str, str] | None = None) -> Path:

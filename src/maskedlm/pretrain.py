@@ -24,6 +24,7 @@ import torch
 
 from maskedlm.checkpoint import (
     CHECKPOINT_SUBDIR,
+    atomic_save_figure,
     load_model,
     load_training_state,
     resolve_checkpoint_dir,
@@ -409,11 +410,8 @@ def plot_curves(metrics: Path, png: Path) -> bool:
         ax2.set_ylabel("held-out masked-token accuracy")
     ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = png.with_name(png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_save_figure(fig, png)
     plt.close(fig)
-    tmp.replace(png)
     return True
 
 

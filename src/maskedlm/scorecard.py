@@ -299,6 +299,8 @@ def markdown(cards: Sequence[dict[str, Any]]) -> str:
 
 def plot(cards: Sequence[dict[str, Any]], path: Path) -> bool:
     """Grouped bar chart of the cards' scores; False when matplotlib is missing."""
+    from maskedlm.checkpoint import atomic_save_figure
+
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -317,11 +319,8 @@ def plot(cards: Sequence[dict[str, Any]], path: Path) -> bool:
     ax.set_ylabel("score (metric of each task)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_save_figure(fig, path)
     plt.close(fig)
-    tmp.replace(path)
     return True
 
 
