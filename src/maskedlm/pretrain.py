@@ -93,7 +93,7 @@ class PretrainOptions:
     masking_budget: Literal["exact", "bernoulli"] | None = None
     random_source: Literal["uniform", "unigram"] | None = None
     merge_spans: bool | None = None
-    mask_rate: float | None = None   # share of tokens that get a target (recipe default 0.15)
+    mask_rate: float | None = None   # share of tokens with a target (budget 0.30, else 0.15)
     mask_replace: Literal["80-10-10", "mask"] | None = None  # "mask": every target is [MASK]
     pre_layer_norm: bool | None = None
     eval_sequences: int = 256

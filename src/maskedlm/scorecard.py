@@ -123,7 +123,8 @@ def _limit(spec: TaskSpec, quick: bool, limit: int | None) -> int | None:
 
 
 def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, quick: bool,
-               limit: int | None, hp: dict[str, Any], progress: bool) -> dict[str, Any]:
+               limit: int | None, hp: dict[str, Any], progress: bool, device: str
+               ) -> dict[str, Any]:
     from maskedlm.tasks.finetune import FinetuneConfig, finetune, load_task, make_task
 
     task = make_task(spec.kind, **spec.options)
@@ -141,7 +142,7 @@ def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, q
                          max_length=spec.max_length, warmup_ratio=hp["warmup_ratio"],
                          weight_decay=hp["weight_decay"], seed=hp["seed"], progress=progress,
                          eval_every=max(1, steps_per_epoch // hp["evals_per_epoch"]),
-                         device="cuda" if torch.cuda.is_available() else "cpu")
+                         device=device)
     out = work / spec.name
     summary = finetune(task, model, [examples[i] for i in tr], [examples[i] for i in sel],
                        out, cfg)
@@ -158,18 +159,18 @@ def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, q
 
 
 def _wic(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
-         limit: int | None) -> dict[str, Any]:
+         limit: int | None, device: str) -> dict[str, Any]:
     from maskedlm.api import load
     from maskedlm.embeddings.similarity import evaluate_wic
 
-    result = evaluate_wic(load(model, warn_fresh=False), files["dir"],
+    result = evaluate_wic(load(model, device=device, warn_fresh=False), files["dir"],
                           train_limit=_limit(spec, quick, limit))
     return {"score": result["dev_accuracy"], "details": result,
             "selected_on": "threshold chosen on the WiC training pairs"}
 
 
 def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
-         limit: int | None) -> dict[str, Any]:
+         limit: int | None, device: str) -> dict[str, Any]:
     from maskedlm.api import load
     from maskedlm.embeddings.wsd import WordNetInventory, evaluate, read_semcor, train_centroids
 
@@ -178,7 +179,7 @@ def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
     limit = _limit(spec, quick, limit)
     if limit:
         sentences = sentences[:limit]
-    lm = load(model, warn_fresh=False)
+    lm = load(model, device=device, warn_fresh=False)
     centroids = train_centroids(lm, sentences)
     result = evaluate(lm, centroids, inventory, files["data"], files["gold"])
     return {"score": result["f1"], "details": {k: v for k, v in result.items() if k != "f1"},
@@ -203,7 +204,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
               data_root: str | Path = "../shared/data", out: str | Path | None = None,
               files: dict[str, str] | None = None, random_init: bool = False,
               limit: int | None = None, overrides: dict[str, Any] | None = None,
-              name: str | None = None, progress: bool = False,
+              name: str | None = None, progress: bool = False, device: str | None = None,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
     """Score ``model`` (a run, a checkpoint or a Hugging Face BERT dir) on ``tasks``.
 
@@ -218,6 +219,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     if unknown:
         raise MaskedLMError(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
     data_root = Path(data_root)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # one device for every task
     specs = [TASKS[t] for t in tasks]
     resolved = {s.name: resolve_files(s, data_root, files or {}) for s in specs}  # fail early
     out_dir = Path(out) if out else Path("runs") / "scorecard"
@@ -245,11 +247,12 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
         t0 = time.perf_counter()
         log(f"scorecard: {spec.name} ({spec.kind}) ...")
         if spec.kind == "wic":
-            row = _wic(spec, model, resolved[spec.name], quick, limit)
+            row = _wic(spec, model, resolved[spec.name], quick, limit, device)
         elif spec.kind == "wsd":
-            row = _wsd(spec, model, resolved[spec.name], quick, limit)
+            row = _wsd(spec, model, resolved[spec.name], quick, limit, device)
         else:
-            row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress)
+            row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress,
+                             device)
         row.update(metric=spec.metric, reported_on=spec.reported,
                    seconds=round(time.perf_counter() - t0, 1))
         card["tasks"][spec.name] = row

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score the model's architecture and tokenizer with fresh random weights")
     p.add_argument("--limit", type=int, default=None,
                    help="cap every task's training examples (smoke tests; recorded in the card)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_scorecard)
@@ -57,7 +58,7 @@ def run_scorecard(a: argparse.Namespace) -> int:
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
     out = Path(a.out or f"runs/scorecard-{Path(a.model).name}")
     card = scorecard(a.model, tasks, quick=a.quick, data_root=a.data_root, out=out, files=files,
-                     random_init=a.random_init, name=a.name, limit=a.limit,
+                     random_init=a.random_init, name=a.name, limit=a.limit, device=a.device,
                      progress=not a.no_progress)
     write_card(card, out, compare)
     if a.json:
