@@ -223,15 +223,23 @@ def run_fill_mask(a: argparse.Namespace) -> int:
 
 
 def add_export_hf(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM loads")
+    p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM "
+                                         "(BertForQuestionAnswering for a qa run) loads")
     p.add_argument("model")
     p.add_argument("out")
     p.set_defaults(func=run_export_hf)
 
 
 def run_export_hf(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from maskedlm.checkpoint import export_hf
 
+    if (Path(a.model) / "task.json").is_file():
+        from maskedlm.tasks.finetune import export_hf_qa, load_task
+        if load_task(a.model).task.kind == "qa":
+            print(f"exported to {export_hf_qa(a.model, a.out)}")
+            return 0
     print(f"exported to {export_hf(a.model, a.out)}")
     return 0
 

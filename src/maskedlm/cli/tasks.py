@@ -1,4 +1,4 @@
-"""``maskedlm finetune {classify,pair,tag,spans}``, ``evaluate`` and ``predict``.
+"""``maskedlm finetune {classify,pair,tag,spans,qa}``, ``evaluate`` and ``predict``.
 
 The main CLI calls :func:`register`; handlers raise ``MaskedLMError`` for user errors
 (exit code 2) and return an exit status.
@@ -83,6 +83,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="after training, pick the NULL threshold with the best dev F1 and save it")
     p.set_defaults(func=run_finetune, head_lr_default=5e-4)
+    p = fsub.add_parser("qa", help="extractive question answering from SQuAD-format JSON")
+    _common(p)
+    p.add_argument("--dev-articles", type=int, default=0,
+                   help="hold out the last N articles of --train as the dev split (instead of --dev)")
+    p.add_argument("--doc-stride", type=int, default=128,
+                   help="tokens shared by consecutive windows of a long context")
+    p.add_argument("--max-query-length", type=int, default=64, help="question subwords kept")
+    p.add_argument("--max-answer-length", type=int, default=30, help="longest answer, in subwords")
+    p.add_argument("--null-threshold", type=float, default=0.0,
+                   help="SQuAD v2.0: no answer when the null score beats the best span by more")
+    p.add_argument("--calibrate", action="store_true",
+                   help="SQuAD v2.0: after training, pick the null threshold with the best dev F1")
+    p.set_defaults(func=run_finetune, max_length=384, epochs=2.0)
 
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned run on a labelled file")
     p.add_argument("run")
@@ -91,15 +104,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--viterbi", action=argparse.BooleanOptionalAction, default=None,
                    help="tag: BIO-constrained Viterbi or argmax decoding (default: as trained)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="spans: entity when 1 - p(NULL) >= this (overrides the saved one)")
+                   help="spans: entity when 1 - p(NULL) >= this; qa: no answer when the null "
+                        "score beats the best span by more (both override the saved one)")
+    p.add_argument("--predictions", default=None, metavar="FILE",
+                   help="qa: write the answers as {id: text} JSON (for the official SQuAD script)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("predict", help="labels or entities of a fine-tuned run")
     p.add_argument("run")
-    p.add_argument("text", nargs="+")
+    p.add_argument("text", nargs="*", help="the texts (not for a qa run)")
     p.add_argument("--pair", action="append", default=None,
                    help="second sentence for a pair run (once per TEXT)")
+    p.add_argument("--question", action="append", default=None, help="qa: a question")
+    p.add_argument("--context", action="append", default=None,
+                   help="qa: the passage to answer from (once per --question)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_predict)
 
@@ -112,6 +131,9 @@ def _task_options(a: argparse.Namespace) -> dict[str, Any]:
                 "pool": a.pool}
     if a.task == "tag":
         return {"label_subwords": a.label_subwords, "viterbi": a.viterbi, "dropout": a.dropout}
+    if a.task == "qa":
+        return {"doc_stride": a.doc_stride, "max_query_length": a.max_query_length,
+                "max_answer_length": a.max_answer_length, "threshold": a.null_threshold}
     return {"max_span_length": a.max_span_length, "span_repr": a.span_repr, "flat": a.flat,
             "null_weight": a.null_weight, "null_sample": a.null_sample,
             "threshold": a.threshold, "dropout": a.dropout}
@@ -127,25 +149,43 @@ def run_finetune(a: argparse.Namespace) -> int:
         weight_decay=a.weight_decay, clip_grad=a.clip_grad, freeze=a.freeze,
         eval_every=a.eval_every, patience=a.patience, seed=a.seed, train_limit=a.train_limit,
         progress=not a.no_progress, device=a.device, precision=a.precision)
-    summary = finetune(task, a.model, a.train, a.dev, a.out, cfg)
+    train, dev = a.train, a.dev
+    if getattr(a, "dev_articles", 0):
+        train, dev = _hold_out_articles(task, a.train, a.dev, a.dev_articles)
+    summary = finetune(task, a.model, train, dev, a.out, cfg)
     dev = {k: v for k, v in summary["best"].get("dev", {}).items() if k != "per_type"}
     if getattr(a, "calibrate", False):
-        if not a.dev:
+        if not dev:
             raise MaskedLMError("--calibrate needs --dev")
-        dev["calibration"] = _calibrate(a.out, a.dev)
+        dev["calibration"] = _calibrate(a.out, dev)
     print(json.dumps({"out": summary["out"], "task": summary["task"], "steps": summary["steps"],
                       "best_step": summary["best"]["step"], "dev": dev,
                       "train_examples_per_s": summary["train_examples_per_s"]}))
     return 0
 
 
-def _calibrate(run: str, dev: str) -> dict[str, Any]:
-    """Choose the spans NULL threshold on dev and store it in the run's task.json."""
+def _hold_out_articles(task: Any, train: str, dev: str | None, n: int) -> tuple[list, list]:
+    """QA: the last ``n`` articles of ``train`` (in file order) become the dev split."""
+    if dev:
+        raise MaskedLMError("give --dev or --dev-articles, not both")
+    examples = task.read(train)
+    titles = list(dict.fromkeys(ex.title for ex in examples))
+    if not 0 < n < len(titles):
+        raise MaskedLMError(f"--dev-articles {n}: {train} has {len(titles)} articles; "
+                            "keep at least one for training")
+    held = set(titles[-n:])
+    return ([ex for ex in examples if ex.title not in held],
+            [ex for ex in examples if ex.title in held])
+
+
+def _calibrate(run: str, dev: str | list) -> dict[str, Any]:
+    """Choose the spans NULL / QA null-score threshold on dev and store it in task.json."""
     from maskedlm.checkpoint import atomic_write_text
     from maskedlm.tasks.finetune import TASK_FILE, load_task
 
     m = load_task(run)
-    result = m.task.calibrate(m.model, m.task.read(dev), m.tokenizer, m.max_length,  # type: ignore[attr-defined]
+    examples = dev if isinstance(dev, list) else m.task.read(dev)
+    result = m.task.calibrate(m.model, examples, m.tokenizer, m.max_length,  # type: ignore[attr-defined]
                               m.batch_size)
     meta_file = m.path / TASK_FILE  # type: ignore[operator]
     meta = json.loads(meta_file.read_text())
@@ -163,10 +203,17 @@ def run_evaluate(a: argparse.Namespace) -> int:
     if a.viterbi is not None and m.task.kind == "tag":
         m.task.viterbi = a.viterbi  # type: ignore[attr-defined]
     if a.threshold is not None:
-        if m.task.kind != "spans":
-            raise MaskedLMError(f"--threshold applies to spans runs, {a.run} is {m.task.kind}")
+        if m.task.kind not in ("spans", "qa"):
+            raise MaskedLMError(f"--threshold applies to spans and qa runs, {a.run} is {m.task.kind}")
         m.task.threshold = a.threshold  # type: ignore[attr-defined]
+    if a.predictions and m.task.kind != "qa":
+        raise MaskedLMError(f"--predictions applies to qa runs, {a.run} is {m.task.kind}")
     metrics = m.evaluate(a.data)
+    if a.predictions:
+        from pathlib import Path
+
+        from maskedlm.checkpoint import atomic_write_text
+        atomic_write_text(Path(a.predictions), json.dumps(m.task.predictions, indent=1) + "\n")  # type: ignore[attr-defined]
     if a.json:
         print(json.dumps(metrics))
         return 0
@@ -185,6 +232,15 @@ def run_predict(a: argparse.Namespace) -> int:
 
     m = load_task(a.run)
     inputs: list[Any] = list(a.text)
+    if m.task.kind == "qa":
+        if a.text or not a.question or not a.context or len(a.question) != len(a.context):
+            raise MaskedLMError("predict: a qa run takes --question Q --context C (one --context "
+                                "per --question) and no TEXT")
+        inputs = list(zip(a.question, a.context, strict=True))
+    elif not inputs:
+        raise MaskedLMError("predict: give at least one TEXT")
+    elif a.question or a.context:
+        raise MaskedLMError(f"--question/--context apply to qa runs, {a.run} is {m.task.kind}")
     if m.task.kind == "pair":
         if not a.pair or len(a.pair) != len(a.text):
             raise MaskedLMError("predict: a pair run needs one --pair per TEXT")
@@ -192,6 +248,8 @@ def run_predict(a: argparse.Namespace) -> int:
     for x, result in zip(inputs, m.predict_many(inputs), strict=True):
         if a.json:
             print(json.dumps(result))
+        elif "answer" in result:
+            print(f"{result['answer'] or '(no answer)'}\t{result['score']:.4f}\t{x[0]}")
         elif "label" in result:
             print(f"{result['label']}\t{result['score']:.4f}\t{x}")
         elif "entities" in result:

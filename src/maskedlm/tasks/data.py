@@ -342,3 +342,88 @@ def read_spans(path: str | Path) -> list[SpanSentence]:
     if not is_bio({t for s in sents for t in s.tags}):
         raise MaskedLMError(f"{path}: the tag column is not BIO, so it has no entity spans")
     return [SpanSentence(s.words, bio_to_spans(s.tags), s.where) for s in sents]
+
+
+# ----------------------------------------------------------------------------- SQuAD
+@dataclass
+class QAExample:
+    """One question over one context; ``answers`` are ``(text, char_start)`` pairs, empty for
+    an unanswerable (SQuAD v2.0 ``is_impossible``) or an unlabelled question."""
+
+    id: str
+    question: str
+    context: str
+    answers: list[tuple[str, int]] = field(default_factory=list)
+    impossible: bool = False
+    title: str = ""
+    where: str = ""
+
+
+def _squad_field(obj: object, key: str, kind: type, where: str) -> object:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, kind):
+        raise MaskedLMError(f"{where}: no {key!r} {kind.__name__}")
+    return value
+
+
+def read_squad(path: str | Path, *, labelled: bool = True) -> list[QAExample]:
+    """SQuAD v1.1 / v2.0 JSON (``{"data": [{"title", "paragraphs": [{"context", "qas":
+    [{"id", "question", "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}``).
+
+    Every answer must sit at its ``answer_start`` in the context; errors name the article
+    and the question id. ``labelled=False`` accepts questions without answers.
+
+    >>> ex = read_squad("squad/train.json")  # doctest: +SKIP
+    >>> ex[0].context[ex[0].answers[0][1]:][:len(ex[0].answers[0][0])] == ex[0].answers[0][0]  # doctest: +SKIP
+    True
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MaskedLMError(f"{p}: no such file")
+    try:  # read whole: splitting lines would cut contexts holding U+2028
+        obj = json.loads(p.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise MaskedLMError(f"{p}: not UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise MaskedLMError(f"{p}:{e.lineno}: not JSON ({e.msg})") from None
+    articles = _squad_field(obj, "data", list, f"{p}: not SQuAD JSON: top level")
+    out: list[QAExample] = []
+    seen: set[str] = set()
+    for a, article in enumerate(articles):
+        title = str(article.get("title", a)) if isinstance(article, dict) else str(a)
+        for k, para in enumerate(_squad_field(article, "paragraphs", list, f"{p}: article {title!r}")):
+            where = f"{p}: article {title!r} paragraph {k}"
+            context = _squad_field(para, "context", str, where)
+            for qa in _squad_field(para, "qas", list, where):
+                qid = qa.get("id") if isinstance(qa, dict) else None
+                if not isinstance(qid, str | int) or str(qid) == "":
+                    raise MaskedLMError(f"{where}: a question has no 'id'")
+                qid = str(qid)
+                here = f"{p}: article {title!r} question {qid}"
+                if qid in seen:
+                    raise MaskedLMError(f"{here}: duplicate question id")
+                seen.add(qid)
+                if not context.strip():
+                    raise MaskedLMError(f"{here}: empty context")
+                question = _squad_field(qa, "question", str, here)
+                if not question.strip():
+                    raise MaskedLMError(f"{here}: empty question")
+                impossible = bool(qa.get("is_impossible", False))
+                answers = []
+                for ans in qa.get("answers", []) or []:
+                    try:
+                        atext, start = ans["text"], int(ans["answer_start"])
+                    except (KeyError, TypeError, ValueError):
+                        raise MaskedLMError(f"{here}: an answer lacks 'text' or 'answer_start'") from None
+                    if not isinstance(atext, str) or not atext:
+                        raise MaskedLMError(f"{here}: an answer has an empty 'text'")
+                    if context[start:start + len(atext)] != atext:
+                        raise MaskedLMError(f"{here}: answer_start {start} does not match "
+                                            f"the answer text {atext[:40]!r}")
+                    answers.append((atext, start))
+                if impossible and answers:
+                    raise MaskedLMError(f"{here}: is_impossible but has answers")
+                if labelled and not answers and not impossible:
+                    raise MaskedLMError(f"{here}: no answers (and not marked is_impossible)")
+                out.append(QAExample(qid, question, context, answers, impossible, title, here))
+    return _nonempty(out, p)

@@ -37,6 +37,7 @@ from maskedlm.errors import MaskedLMError
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
+from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
 from maskedlm.train import autocast
@@ -44,7 +45,8 @@ from maskedlm.train import autocast
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
 METRICS_FILE = "metrics.jsonl"
-KINDS = ("classify", "pair", "tag", "spans")
+PREDICTIONS_FILE = "predictions.json"
+KINDS = ("classify", "pair", "tag", "spans", "qa")
 
 
 @dataclass
@@ -122,6 +124,8 @@ def make_task(kind: str, labels: list[str] | None = None, **options: Any) -> Tas
         return TagTask(labels=labels, **options)
     if kind == "spans":
         return SpanTask(labels=labels, **options)
+    if kind == "qa":
+        return QATask(labels=labels, **options)
     raise MaskedLMError(f"unknown task {kind!r}; choose one of {', '.join(KINDS)}")
 
 
@@ -139,6 +143,33 @@ def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, 
                 "max_length": cfg.max_length, "metrics": metrics, "finetune": asdict(cfg)}
         (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+        if getattr(task, "predictions", None):  # QA: the dev answers, for the official script
+            (tmp / PREDICTIONS_FILE).write_text(json.dumps(task.predictions, indent=1) + "\n")  # type: ignore[attr-defined]
+    return atomic_write_dir(Path(out), write)
+
+
+def export_hf_qa(path: str | Path, out: str | Path) -> Path:
+    """Write a QA run as a directory ``transformers.BertForQuestionAnswering`` loads with the
+    same start/end logits (the encoder under ``bert.*``, the head as ``qa_outputs``)."""
+    m = load_task(path)
+    if m.task.kind != "qa":
+        raise MaskedLMError(f"{path}: a {m.task.kind} run, not a QA run")
+    pretrained, _ = load_model(path, warn_fresh=False)  # the run's fine-tuned encoder
+    config = pretrained.config
+    if config.pre_layer_norm:
+        raise MaskedLMError(f"{path}: a pre-LN encoder has no Hugging Face BERT equivalent "
+                            "(BertModel is post-LN); export-hf needs a post-LN run")
+
+    def write(tmp: Path) -> None:
+        d = config.to_dict()
+        d["architectures"] = ["BertForQuestionAnswering"]
+        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
+        state = {k: v for k, v in to_hf_state_dict(pretrained).items()
+                 if k.startswith("bert.") and not k.startswith("bert.pooler.")}
+        state |= {f"qa_outputs.{k}": v.detach().contiguous()
+                  for k, v in m.model.head.qa_outputs.state_dict().items()}  # type: ignore[union-attr]
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        m.tokenizer.save(tmp)
     return atomic_write_dir(Path(out), write)
 
 
@@ -154,12 +185,19 @@ class TaskPredictor:
         self.path = path
         self.batch_size = batch_size
 
-    def predict(self, inputs: Any) -> Any:
-        """One input (a string, a word list, or a (text, pair) tuple) or a list of them.
+    def predict(self, inputs: Any, pair: str | None = None) -> Any:
+        """One input (a string, a word list, or a (text, pair) tuple) or a list of them;
+        ``predict(text, pair)`` for one pair, ``predict(question, context)`` for QA.
 
         >>> m.predict("a gripping , funny film")  # doctest: +SKIP
         {'label': '1', 'score': 0.97, 'probs': {'0': 0.03, '1': 0.97}}
+        >>> qa.predict("Who led the Normans?", "Rollo led the Normans.")  # doctest: +SKIP
+        {'answer': 'Rollo', 'start': 0, 'end': 5, 'score': 0.93}
         """
+        if pair is not None:
+            if not isinstance(inputs, str):
+                raise MaskedLMError("predict(text, pair): both must be strings")
+            inputs = (inputs, pair)
         single = isinstance(inputs, str | tuple) or (
             isinstance(inputs, list) and inputs and all(isinstance(w, str) for w in inputs)
             and self.task.kind in ("tag", "spans"))
