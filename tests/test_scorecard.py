@@ -27,6 +27,20 @@ def _write_data(root: Path, n: int = 40) -> Path:
     (root / "ud_en_lines").mkdir()
     (root / "genia").mkdir()
     (root / "wic").mkdir()
+    (root / "squad").mkdir()
+    articles = []
+    for a in range(6):  # the card reports the last 4 articles and trains on the rest
+        paragraphs = []
+        for k in range(4):
+            who, where = rng.choice(["jane", "anna"]), rng.choice(["paris", "lima"])
+            context = f"{who} met the team in {where} today"
+            paragraphs.append({"context": context, "qas": [
+                {"id": f"{a}-{k}-w", "question": "who met the team",
+                 "answers": [{"text": who, "answer_start": 0}]},
+                {"id": f"{a}-{k}-p", "question": "met the team in",
+                 "answers": [{"text": where, "answer_start": context.index(where)}]}]})
+        articles.append({"title": f"t{a}", "paragraphs": paragraphs})
+    (root / "squad" / "train.json").write_text(json.dumps({"version": "1.1", "data": articles}))
     for split, m in (("train", n), ("dev", n // 4)):
         rows = [(f"a {rng.choice(['good', 'fine'])} film", 1) if i % 2 else
                 (f"a {rng.choice(['bad', 'dull'])} plot", 0) for i in range(m)]
@@ -73,7 +87,7 @@ def setup(tmp_path_factory):
     return d / "model", _write_data(d / "data")
 
 
-TASKS = ["sst2", "mrpc", "conll", "upos", "genia", "wic"]
+TASKS = ["sst2", "mrpc", "conll", "upos", "genia", "squad", "wic"]
 
 
 def test_selection_split_is_disjoint_seeded_and_capped():
@@ -102,6 +116,9 @@ def test_card_end_to_end(setup, tmp_path):
         assert row["selection_examples"] == 4
     assert card["tasks"]["sst2"]["selection_examples"] == 12
     assert card["tasks"]["sst2"]["eval_examples"] == 30  # the whole dev file is reported
+    squad = card["tasks"]["squad"]  # 2 articles x 8 questions train (and select), 4 reported
+    assert squad["train_examples"] + squad["selection_examples"] == 16
+    assert squad["eval_examples"] == 32
     assert card["mean"] == pytest.approx(sum(r["score"] for r in card["tasks"].values()) / len(TASKS))
     # The toy tasks are learnable: sentiment words decide sst2, each word has one POS.
     assert card["tasks"]["sst2"]["score"] == 1.0
@@ -169,7 +186,9 @@ def test_card_on_the_real_datasets(setup, tmp_path):
     model, _ = setup
     card = scorecard(model, quick=True, data_root=root, out=tmp_path / "real", limit=48,
                      log=lambda s: None)
-    assert set(card["tasks"]) == {"sst2", "mrpc", "rte", "conll", "upos", "genia", "wic", "wsd"}
+    assert set(card["tasks"]) == {"sst2", "mrpc", "rte", "conll", "upos", "genia", "squad", "wic",
+                                  "wsd"}
+    assert card["tasks"]["squad"]["eval_examples"] == 954  # the last 4 articles
     assert card["tasks"]["sst2"]["eval_examples"] == 872
     assert card["tasks"]["wsd"]["details"]["instances"] == 455
     assert all(0.0 <= r["score"] <= 1.0 for r in card["tasks"].values())

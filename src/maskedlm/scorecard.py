@@ -38,7 +38,7 @@ class TaskSpec:
     """One task of the card: data files under the data root, the metric and the budget."""
 
     name: str
-    kind: str  # classify | pair | tag | spans | wic | wsd
+    kind: str  # classify | pair | tag | spans | qa | wic | wsd
     metric: str
     files: dict[str, str]  # split -> path under the data root
     epochs: float = 3.0
@@ -48,6 +48,7 @@ class TaskSpec:
     max_length: int = 128
     options: dict[str, Any] = field(default_factory=dict)
     reported: str = "official dev"
+    eval_articles: int = 0  # qa: report on the last N articles of train (no dev file here)
 
 
 # The budgets make the --quick card of a mini model take about 15 minutes on 2 CPU cores.
@@ -67,6 +68,9 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("genia", "spans", "f1", {"train": "genia/train.jsonlines", "eval": "genia/dev.jsonlines"},
              epochs=3, quick_epochs=1, quick_limit=5_000, max_length=128,
              options={"max_span_length": 8}),
+    TaskSpec("squad", "qa", "f1", {"train": "squad/train.json"},
+             epochs=2, quick_epochs=1, quick_limit=2_000, max_length=384, eval_articles=4,
+             reported="last 4 of the 38 SQuAD articles (never trained or selected on); F1 / 100"),
     TaskSpec("wic", "wic", "accuracy", {"dir": "wic"}, reported="official dev (threshold on train)"),
     TaskSpec("wsd", "wsd", "f1", {"semcor": "semcor/semcor3.0.jsonl.gz", "wordnet": "wordnet/dict",
                                   "data": "wsd/semeval2007/semeval2007.data.xml",
@@ -123,12 +127,21 @@ def _limit(spec: TaskSpec, quick: bool, limit: int | None) -> int | None:
 
 
 def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, quick: bool,
-               limit: int | None, hp: dict[str, Any], progress: bool, device: str
-               ) -> dict[str, Any]:
+               limit: int | None, hp: dict[str, Any], progress: bool, device: str,
+               max_positions: int) -> dict[str, Any]:
     from maskedlm.tasks.finetune import FinetuneConfig, finetune, load_task, make_task
 
-    task = make_task(spec.kind, **spec.options)
+    options = dict(spec.options)
+    if spec.kind == "qa":  # at BERT's 384: questions <= 64, windows overlapping by 128
+        length = min(spec.max_length, max_positions)  # (Devlin et al. 2019), scaled down
+        options.update(doc_stride=length // 3, max_query_length=min(64, length // 4))
+    task = make_task(spec.kind, **options)
     examples = task.read(str(files["train"]))
+    held_out = None
+    if spec.eval_articles:  # QA: whole articles held out, so no context is shared with train
+        titles = list(dict.fromkeys(ex.title for ex in examples))[-spec.eval_articles:]
+        held_out = [ex for ex in examples if ex.title in titles]
+        examples = [ex for ex in examples if ex.title not in titles]
     task.fit_labels(examples)  # the label set of the whole file, whatever the cap keeps
     limit = _limit(spec, quick, limit)
     if limit and len(examples) > limit:
@@ -147,9 +160,14 @@ def _finetuned(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, q
     summary = finetune(task, model, [examples[i] for i in tr], [examples[i] for i in sel],
                        out, cfg)
     best = load_task(out, device=cfg.device)
-    metrics = best.evaluate(files["eval"])
-    return {"score": float(metrics[spec.metric]),
-            "selection_score": float(summary["best"]["dev"][task.metric]),
+    if held_out is None:
+        metrics = best.evaluate(files["eval"])
+    else:
+        metrics = best.task.evaluate(best.model, held_out, best.tokenizer, best.max_length,
+                                     best.batch_size)
+    scale = 100.0 if spec.kind == "qa" else 1.0  # SQuAD scores are percentages
+    return {"score": float(metrics[spec.metric]) / scale,
+            "selection_score": float(summary["best"]["dev"][task.metric]) / scale,
             "selected_step": summary["best"]["step"], "steps": summary["steps"],
             "train_examples": len(tr), "selection_examples": len(sel),
             "eval_examples": int(metrics.get("examples", metrics.get("sentences", 0)) or 0),
@@ -252,7 +270,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
             row = _wsd(spec, model, resolved[spec.name], quick, limit, device)
         else:
             row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress,
-                             device)
+                             device, cfg.max_position_embeddings)
         row.update(metric=spec.metric, reported_on=spec.reported,
                    seconds=round(time.perf_counter() - t0, 1))
         card["tasks"][spec.name] = row
