@@ -70,6 +70,36 @@ def test_atomic_save_leaves_old_checkpoint_on_failure(tmp_path):
     load_model(tmp_path / "ck")
 
 
+def test_death_between_the_two_renames_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """kill -9 after ``checkpoint`` became ``.checkpoint.old-PID`` and before the new copy
+    took its name: the next reader puts the previous copy back."""
+    import maskedlm.checkpoint as ckpt
+
+    torch.manual_seed(0)
+    first = BertForPreTraining(tiny())
+    save_checkpoint(tmp_path / "run" / "checkpoint", first, tokenizer=None)
+    real_replace, calls = ckpt.os.replace, []
+
+    class Killed(BaseException):
+        pass
+
+    def dies_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", dies_on_second_rename)
+    with pytest.raises(Killed):
+        save_checkpoint(tmp_path / "run" / "checkpoint", BertForPreTraining(tiny()), tokenizer=None)
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "checkpoint").exists()
+    back, where = load_model(tmp_path / "run")
+    assert where == tmp_path / "run" / "checkpoint"
+    for k, v in first.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k
+
+
 def _write_hf(dirpath, state, config):
     dirpath.mkdir()
     save_file(state, str(dirpath / "model.safetensors"))

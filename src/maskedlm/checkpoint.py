@@ -126,10 +126,24 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 # ----------------------------------------------------------------------------- writing
+def recover_interrupted_swap(target: Path) -> bool:
+    """Put the previous copy back if a process died between the two renames of
+    :func:`atomic_write_dir` (``target`` gone, ``.NAME.old-PID`` left); True if it did."""
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir():
+        return False
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], target)
+    return True
+
+
 def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_swap(target)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -182,6 +196,8 @@ def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """A run directory, a checkpoint directory or a Hugging Face model directory."""
     path = Path(path)
+    recover_interrupted_swap(path)
+    recover_interrupted_swap(path / CHECKPOINT_SUBDIR)
     if not path.exists():
         raise MaskedLMError(f"{path}: no such checkpoint directory")
     if not path.is_dir():

@@ -27,6 +27,7 @@ from maskedlm.checkpoint import (
     atomic_save_figure,
     load_model,
     load_training_state,
+    recover_interrupted_swap,
     resolve_checkpoint_dir,
     save_checkpoint,
 )
@@ -319,6 +320,7 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
     out = Path(opts.out)
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None
+    recover_interrupted_swap(ckpt_dir)
     if opts.resume:
         if not (ckpt_dir / "config.json").is_file():
             raise MaskedLMError(f"{out}: --resume given but there is no checkpoint to resume from")
@@ -361,8 +363,8 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
                   + ", ".join(f"{k} p={v['p']:.3f} q={v['q']:.3f}" for k, v in langs.items()),
                   file=sys.stderr)
 
-    def save(m: torch.nn.Module, state: dict[str, Any]) -> None:
-        save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,
+    def save(m: torch.nn.Module, state: dict[str, Any]) -> Path:
+        return save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,
                         extra_files={"masking.json": json.dumps(asdict(masking), indent=2)})
 
     record = train(model, source, opts.train, out, save, di, resume_state)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from maskedlm.errors import MaskedLMError
+from maskedlm.errors import MaskedLMError, Preempted
 
 Batch = dict[str, np.ndarray]
 
@@ -207,6 +208,49 @@ class Prefetcher:
             self.thread.join(timeout=0.05)
 
 
+# What clusters and users send a job they want stopped: the scheduler's SIGTERM, Ctrl-C, and
+# SLURM's warning signal (``#SBATCH --signal=USR1@120``).
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+
+class StopSignals:
+    """While active, SIGTERM, SIGINT and SIGUSR1 only ask the loop to stop.
+
+    The handler records the first signal; the loop finishes its step, writes a checkpoint
+    and raises :class:`~maskedlm.errors.Preempted`. Later signals (a second Ctrl-C while
+    the checkpoint is written) are acknowledged and ignored, so the save completes and
+    the previous checkpoint is only replaced by a complete one. Handlers can only be
+    installed in the main thread; elsewhere this never fires.
+
+    >>> with StopSignals() as stop:  # doctest: +SKIP
+    ...     if stop.received: ...
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = name
+        else:  # os.write: print() is not safe to re-enter from a handler
+            os.write(2, f"maskedlm: {name} again: finishing the checkpoint first\n".encode())
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
 TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label",
                "sbo_left", "sbo_right", "sbo_pos")
 
@@ -313,11 +357,13 @@ def _all_reduce(values: list[float], di: DistInfo) -> list[float]:
 
 
 def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path,
-          save: Callable[[nn.Module, dict[str, Any]], None], di: DistInfo | None = None,
+          save: Callable[[nn.Module, dict[str, Any]], Path | None], di: DistInfo | None = None,
           resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` for ``cfg.max_steps`` global steps; returns the last log record.
 
-    ``save(model, training_state)`` is called on rank 0 at every save point.
+    ``save(model, training_state)`` is called on rank 0 at every save point and returns
+    where it wrote. SIGTERM, SIGINT or SIGUSR1 end the run after the current step with a
+    checkpoint and :class:`~maskedlm.errors.Preempted` (see :class:`StopSignals`).
     """
     di = di or DistInfo()
     model.to(di.device)
@@ -329,10 +375,13 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(warmup, cfg.max_steps, time_used, cfg.schedule, cfg.decay_ratio))
     start = 0
+    window = _new_window()
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         start = int(resume_state["step"])
+        if di.is_main:  # the log window the checkpoint fell in (summed over ranks)
+            window.update(resume_state.get("window", {}))
     ddp = model
     if di.world_size > 1:
         ddp = nn.parallel.DistributedDataParallel(
@@ -340,69 +389,95 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     log = MetricsLog(out_dir, di.is_main, resume_step=start)
     eval_batches = source.eval_batches() if di.is_main else []
 
-    def state(step: int) -> dict[str, Any]:
-        return {"step": step, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "train_config": asdict(cfg)}
-
-    def checkpoint(step: int, record: dict[str, Any]) -> None:
-        if di.is_main:
-            if eval_batches:
-                record.update(evaluate(model, eval_batches, di.device, cfg.precision))
-            save(model, state(step))
+    def checkpoint(step: int, record: dict[str, Any] | None) -> Path | None:
+        """Save on rank 0 (all ranks call it: the log window is summed over ranks)."""
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "train_config": asdict(cfg),
+                 "window": _window_state(window, di)}
+        if not di.is_main:
+            return None
+        if record is not None and eval_batches:
+            record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+        return save(model, state)
 
     if start == 0 and cfg.eval_every and di.is_main and eval_batches:
         # the starting point, e.g. for continued pretraining from --init
         log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
-    window = _new_window()
     prefetch = Prefetcher(source, start, cfg.max_steps)
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and di.is_main),
                desc="pretrain", unit="step", dynamic_ncols=True)
     batches_iter = iter(prefetch)
-    step = start
+    step, where = start, None
     try:
-        for step in range(start, cfg.max_steps):
-            t_wait = time.perf_counter()
-            micro = next(batches_iter)
-            window["wait"] += time.perf_counter() - t_wait
-            # Dropout randomness is a function of (seed, rank, step): resume is exact.
-            torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
-            _forward_backward(ddp, model, micro, cfg, di, window)
-            _optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
-            done = step + 1
-            if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
-                frac = (time.perf_counter() - t_start) / cfg.max_time
-                if frac > 0.02:
-                    bar.total = min(cfg.max_steps, max(done, round(done / frac)))
-            bar.update(1)
-            out_of_time = cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time
-            last = done == cfg.max_steps or out_of_time
-            if done % cfg.log_every == 0 or last:
-                record = _log_record(done, window, scheduler.get_last_lr()[0], di)
-                if not math.isfinite(record["loss"]):
-                    raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
-                window = _new_window()
-            else:
+        with StopSignals() as stop:
+            for step in range(start, cfg.max_steps):
+                t_wait = time.perf_counter()
+                micro = next(batches_iter)
+                window["wait"] += time.perf_counter() - t_wait
+                # Dropout randomness is a function of (seed, rank, step): resume is exact.
+                torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
+                _forward_backward(ddp, model, micro, cfg, di, window)
+                _optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
+                done = step + 1
+                if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
+                    frac = (time.perf_counter() - t_start) / cfg.max_time
+                    if frac > 0.02:
+                        bar.total = min(cfg.max_steps, max(done, round(done / frac)))
+                bar.update(1)
+                out_of_time = cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time
+                last = done == cfg.max_steps or out_of_time
+                stopping = _any_rank(stop.received is not None, di) and not last
                 record = {}
-            if last or (cfg.save_every and done % cfg.save_every == 0):
-                record = record or {"step": done}
-                checkpoint(done, record)
-            elif cfg.eval_every and done % cfg.eval_every == 0 and di.is_main and eval_batches:
-                record = record or {"step": done}
-                record.update(evaluate(model, eval_batches, di.device, cfg.precision))
-            if record:
-                record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
-                log.write(record)
-                if "eval_mlm_accuracy" in record and di.is_main:
-                    bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
-                              f"ppl {record['eval_perplexity']:.2f}")
-            if out_of_time:
-                break
+                if done % cfg.log_every == 0 or last:
+                    record = _log_record(done, window, scheduler.get_last_lr()[0], di)
+                    if not math.isfinite(record["loss"]):
+                        raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
+                    window = _new_window()
+                if last or (cfg.save_every and done % cfg.save_every == 0):
+                    record = record or {"step": done}
+                    where = checkpoint(done, record)
+                elif stopping:  # no evaluation: a scheduler's grace period is short
+                    where = checkpoint(done, None)
+                elif cfg.eval_every and done % cfg.eval_every == 0 and di.is_main and eval_batches:
+                    record = record or {"step": done}
+                    record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+                if record:
+                    record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+                    log.write(record)
+                    if "eval_mlm_accuracy" in record and di.is_main:
+                        bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
+                                  f"ppl {record['eval_perplexity']:.2f}")
+                if stopping:
+                    _barrier(di)  # every rank leaves after rank 0 has saved
+                    raise Preempted(stop.received or "a signal on another rank", done,
+                                    str(where or out_dir))
+                if out_of_time:
+                    break
     finally:
         prefetch.close()
         bar.close()
     return record
+
+
+def _any_rank(flag: bool, di: DistInfo) -> bool:
+    """Whether ``flag`` holds on any rank (so that all ranks stop at the same step)."""
+    return bool(_all_reduce([float(flag)], di)[0]) if di.world_size > 1 else flag
+
+
+def _barrier(di: DistInfo) -> None:
+    if di.world_size > 1:
+        dist.barrier()
+
+
+WINDOW_SUMS = ("mlm", "sbo", "nsp", "n", "seq", "correct", "tokens", "steps")
+
+
+def _window_state(window: dict[str, Any], di: DistInfo) -> dict[str, Any]:
+    """The open log window summed over ranks, saved so a resumed run logs the same losses."""
+    sums = _all_reduce([float(window[k]) for k in WINDOW_SUMS], di)
+    return {k: type(window[k])(v) for k, v in zip(WINDOW_SUMS, sums, strict=True)}
 
 
 def _new_window() -> dict[str, Any]:
