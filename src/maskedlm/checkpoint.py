@@ -278,6 +278,20 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
     return model, ckpt
 
 
+def save_training_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``run_dir/training_state.pt`` through a temporary file (the old one stays whole)."""
+    f = Path(run_dir) / TRAINING_STATE_NAME
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, f)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return f
+
+
 def load_training_state(path: str | Path) -> dict[str, Any] | None:
     f = Path(path) / TRAINING_STATE_NAME
     if not f.is_file():

@@ -41,6 +41,8 @@ def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
                    help="bf16 autocast: faster on GPUs and on CPUs with native bf16")
     p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the task head")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run a signal stopped in --out (its training_state.pt)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -126,7 +128,7 @@ def run_finetune(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, max_length=a.max_length, warmup_ratio=a.warmup_ratio,
         weight_decay=a.weight_decay, clip_grad=a.clip_grad, freeze=a.freeze,
         eval_every=a.eval_every, patience=a.patience, seed=a.seed, train_limit=a.train_limit,
-        progress=not a.no_progress, device=a.device, precision=a.precision)
+        progress=not a.no_progress, device=a.device, precision=a.precision, resume=a.resume)
     summary = finetune(task, a.model, a.train, a.dev, a.out, cfg)
     dev = {k: v for k, v in summary["best"].get("dev", {}).items() if k != "per_type"}
     if getattr(a, "calibrate", False):

@@ -27,19 +27,22 @@ from torch import nn
 
 from maskedlm.checkpoint import (
     CONFIG_NAME,
+    TRAINING_STATE_NAME,
     WEIGHTS_NAME,
     atomic_write_dir,
     load_model,
+    load_training_state,
+    save_training_state,
     to_hf_state_dict,
 )
 from maskedlm.data.tokenizer import Tokenizer
-from maskedlm.errors import MaskedLMError
+from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.train import autocast
+from maskedlm.train import StopSignals, autocast
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -72,6 +75,7 @@ class FinetuneConfig:
     progress: bool = True
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
+    resume: bool = False  # continue from OUT/training_state.pt (left by a preempted run)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -318,33 +322,75 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
 
     model.train()
     running, n_running, stop = 0.0, 0, False
-    while step < total and not stop:
-        for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
-            t0 = time.perf_counter()
-            batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id, rng), model.device)
-            with autocast(cfg.precision, model.device):
-                loss = task.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
-            sched.step()
-            train_time += time.perf_counter() - t0
-            step, seen = step + 1, seen + len(idx)
-            running, n_running = running + float(loss.detach()), n_running + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{running / n_running:.4f}", refresh=False)
-            if step % eval_every == 0 or step == total:
-                stop = not evaluate_and_keep()
-                running, n_running = 0.0, 0
-            if stop or step >= total:
-                break
+    resume = _resume_state(out, cfg)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, best, bad_evals = resume["history"], resume["best"], resume["bad_evals"]
+        step, seen, train_time = resume["step"], resume["seen"], resume["train_time"]
+        running, n_running = resume["running"], resume["n_running"]
+        bar.update(step)
+    with StopSignals() as signals:
+        while step < total and not stop:
+            # The epoch's order comes from the generator's state at its start; a resumed run
+            # rebuilds it from that state, then takes the generator where it was.
+            epoch_rng = resume["epoch_rng"] if resume else rng.bit_generator.state
+            rng.bit_generator.state = epoch_rng
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            first = 0
+            if resume is not None:
+                rng.bit_generator.state, first, resume = resume["rng"], resume["batch_in_epoch"], None
+            for b_i in range(first, len(batches)):
+                t0 = time.perf_counter()
+                batch = to_device(task.collate([feats[i] for i in batches[b_i]], tok.pad_id, rng),
+                                  model.device)
+                with autocast(cfg.precision, model.device):
+                    loss = task.loss(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                sched.step()
+                train_time += time.perf_counter() - t0
+                step, seen = step + 1, seen + len(batches[b_i])
+                running, n_running = running + float(loss.detach()), n_running + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{running / n_running:.4f}", refresh=False)
+                if step % eval_every == 0 or step == total:
+                    stop = not evaluate_and_keep()
+                    running, n_running = 0.0, 0
+                if stop or step >= total:
+                    break
+                if signals.received:
+                    state = {"step": step, "epoch_rng": epoch_rng, "rng": rng.bit_generator.state,
+                             "batch_in_epoch": b_i + 1, "torch_rng": torch.get_rng_state(),
+                             "model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "history": history, "best": best,
+                             "bad_evals": bad_evals, "seen": seen, "train_time": train_time,
+                             "running": running, "n_running": n_running}
+                    save_training_state(out, state)
+                    bar.close()
+                    raise Preempted(signals.received, step, str(out))
+    (Path(out) / TRAINING_STATE_NAME).unlink(missing_ok=True)  # a finished run needs none
     bar.close()
     assert best is not None
     return {"out": str(out), "task": task.kind, "steps": step, "best": best,
             "train_examples_per_s": round(seen / max(train_time, 1e-9), 2),
             "trainable_parameters": n_trainable}
+
+
+def _resume_state(out: str | Path, cfg: FinetuneConfig) -> dict[str, Any] | None:
+    """The state a preempted run left in ``out`` (with ``cfg.resume``), else None."""
+    if not cfg.resume:
+        return None
+    state = load_training_state(out)
+    if state is None:
+        raise MaskedLMError(f"{out}: --resume given but there is no {TRAINING_STATE_NAME} "
+                            "(left by a stopped run) to resume from")
+    return state
 
 
 def _progress(total: int, enabled: bool):
