@@ -13,6 +13,7 @@ import pytest
 from test_train import losses, opts
 
 from maskedlm.checkpoint import load_model, load_training_state
+from maskedlm.cli import main
 from maskedlm.errors import EXIT_PREEMPTED, Preempted
 from maskedlm.pretrain import PretrainBatches, pretrain
 
@@ -77,7 +78,7 @@ def test_second_signal_while_saving_does_not_break_the_checkpoint(tiny_data, tmp
     assert not list(out.glob(".checkpoint.*"))  # no temporary copies left
 
 
-def test_cli_exits_75_with_one_line_naming_the_checkpoint(tiny_data, tmp_path):
+def test_cli_exits_75_with_one_line_naming_the_checkpoint(tiny_data, tmp_path, capfd):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "maskedlm.cli", "pretrain", "--data", str(tiny_data["shards"]),
            "--out", str(out), "--size", "tiny", "--seq-len", "32", "--batch-size", "4",
@@ -89,6 +90,10 @@ def test_cli_exits_75_with_one_line_naming_the_checkpoint(tiny_data, tmp_path):
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
         time.sleep(0.1)
+    # one run per directory: a second process pointed at the same --out stops at once
+    assert main(cmd[3:]) == 2
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"in use by pid {proc.pid} on " in err, err
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED == 75, err[-2000:]

@@ -12,10 +12,14 @@ Everything is written to a temporary directory first and swapped into place with
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
+import socket
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +37,7 @@ WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
 TRAINING_STATE_NAME = "training_state.pt"
+LOCK_NAME = ".maskedlm.lock"
 CHECKPOINT_SUBDIR = "checkpoint"
 BERT_LIKE = {"bert"}
 
@@ -153,6 +158,8 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if (target / LOCK_NAME).exists():  # the run's lock moves with it (same inode, still held)
+        os.replace(target / LOCK_NAME, tmp / LOCK_NAME)
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
@@ -190,6 +197,79 @@ def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return atomic_write_dir(Path(path), write)
+
+
+class RunLock:
+    """One process per run directory: ``DIR/.maskedlm.lock`` holds an exclusive ``flock``
+    and says who holds it (pid, host, start time).
+
+    The kernel drops the lock when its process dies, however it dies, so the lock of a
+    dead process is taken over (with a note naming it) and there is no stale lock to
+    delete by hand. A second process stops at once with a one-line error naming the
+    holder. Checkpoint swaps of ``DIR`` itself (:func:`atomic_write_dir`) carry the lock
+    file along. The directory is removed on release if the lock was all it held.
+
+    >>> with RunLock("runs/x"):  # doctest: +SKIP
+    ...     train()
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.dir = Path(run_dir)
+        self.path = self.dir / LOCK_NAME
+        self.fd: int | None = None
+        self.created_dir = False
+
+    def __enter__(self) -> RunLock:
+        self.created_dir = not self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise MaskedLMError(f"{self.dir}: in use by {holder} (lock {self.path}); wait for it "
+                                    "to finish or choose another --out") from None
+            try:  # the file we locked may have been removed by its releasing holder: retry
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            previous = _lock_holder(fd)
+            if previous != "an unknown process":
+                print(f"note: {self.path}: taking over the lock of {previous}, which is no longer "
+                      "running", file=sys.stderr)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            os.fsync(fd)
+            self.fd = fd
+            return self
+        raise MaskedLMError(f"{self.path}: could not take the lock (it keeps changing hands)")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # before unlocking: a waiter re-checks the inode
+        os.close(self.fd)
+        self.fd = None
+        if self.created_dir:
+            try:
+                self.dir.rmdir()  # only if nothing else was written
+            except OSError:
+                pass
+
+
+def _lock_holder(fd: int) -> str:
+    """``pid N on HOST since T`` from a lock file's contents."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode())
+        return f"pid {info['pid']} on {info['host']} since {info['started']}"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "an unknown process"
 
 
 # ----------------------------------------------------------------------------- reading

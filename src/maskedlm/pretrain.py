@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ import torch
 
 from maskedlm.checkpoint import (
     CHECKPOINT_SUBDIR,
+    RunLock,
     atomic_save_figure,
     load_model,
     load_training_state,
@@ -317,6 +319,11 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
     """
     di = DistInfo.from_env(opts.device)
     opts.train.precision = resolve_precision(opts.train.precision, di.device)  # type: ignore[assignment]
+    with RunLock(opts.out) if di.is_main else nullcontext():  # rank 0 writes for the job
+        return _pretrain(opts, di)
+
+
+def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
     out = Path(opts.out)
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None

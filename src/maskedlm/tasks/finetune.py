@@ -29,6 +29,7 @@ from maskedlm.checkpoint import (
     CONFIG_NAME,
     TRAINING_STATE_NAME,
     WEIGHTS_NAME,
+    RunLock,
     atomic_write_dir,
     load_model,
     load_training_state,
@@ -274,6 +275,13 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     >>> finetune(make_task("tag"), "minilm/", "conll/train.txt", "conll/dev.txt", "runs/ner",
     ...          FinetuneConfig(epochs=2))  # doctest: +SKIP
     """
+    with RunLock(out):
+        return _finetune(task, model_path, train, dev, out, cfg)
+
+
+def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
+              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
+              ) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_ex, dev_ex = _read_examples(task, train, dev, cfg.train_limit, rng)
