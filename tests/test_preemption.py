@@ -103,3 +103,31 @@ def test_cli_exits_75_with_one_line_naming_the_checkpoint(tiny_data, tmp_path, c
     assert f"after step {step};" in lines[0]
     logged = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert logged[-1] == step  # finished the step it was in, logged it, then saved
+
+
+def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tiny_data, tmp_path, monkeypatch):
+    import errno
+
+    import maskedlm.checkpoint as ckpt
+    from maskedlm.errors import MaskedLMError
+
+    real, calls = ckpt.save_file, []
+
+    def fills_the_disk_on_the_second_save(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 2:
+            with open(filename, "wb") as f:  # part of the file made it to disk
+                f.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(ckpt, "save_file", fills_the_disk_on_the_second_save)
+    out = tmp_path / "run"
+    with pytest.raises(MaskedLMError) as info:
+        pretrain(opts(tiny_data["shards"], out, max_steps=STEPS, save_every=2))
+    msg = str(info.value)
+    assert msg.startswith(str(out / "checkpoint")) and "no space left" in msg
+    assert "previous copy there is kept and loadable" in msg and "\n" not in msg
+    assert load_training_state(out / "checkpoint")["step"] == 2
+    load_model(out)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp copies

@@ -12,6 +12,7 @@ Everything is written to a temporary directory first and swapped into place with
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -155,8 +156,9 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     tmp.mkdir()
     try:
         write(tmp)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_if_disk_full(e, target)
         raise
     if (target / LOCK_NAME).exists():  # the run's lock moves with it (same inode, still held)
         os.replace(target / LOCK_NAME, tmp / LOCK_NAME)
@@ -165,6 +167,15 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _raise_if_disk_full(e: BaseException, target: Path) -> None:
+    """A full disk or quota is the user's to fix: one line that says what was kept."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        kept = ("the previous copy there is kept and loadable" if target.exists()
+                else "nothing was written")
+        raise MaskedLMError(f"{target}: no space left on the device while saving "
+                            f"({e.strerror}); {kept}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -366,8 +377,9 @@ def save_training_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
     try:
         torch.save(state, tmp)
         os.replace(tmp, f)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        _raise_if_disk_full(e, f)
         raise
     return f
 

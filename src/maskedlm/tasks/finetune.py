@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -209,7 +210,12 @@ def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredi
     if not (path / HEAD_FILE).is_file():
         raise MaskedLMError(f"{path}: no {HEAD_FILE}; the run has no trained task head")
     try:
-        model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        head = load_file(str(path / HEAD_FILE))
+    except (SafetensorError, OSError) as e:
+        raise MaskedLMError(f"{path / HEAD_FILE}: corrupt weights file "
+                            f"({str(e).splitlines()[0][:100]})") from None
+    try:
+        model.head.load_state_dict(head)
     except RuntimeError as e:
         raise MaskedLMError(f"{path / HEAD_FILE}: does not fit {TASK_FILE} "
                             f"({str(e).splitlines()[0][:100]})") from None
