@@ -52,8 +52,16 @@ def test_signal_saves_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_pat
     assert signal.getsignal(sig) is not None and signal.getsignal(signal.SIGINT) is \
         signal.default_int_handler  # handlers restored
     monkeypatch.undo()
-    pretrain(opts(tiny_data["shards"], out, max_steps=STEPS, log_every=LOG_EVERY, resume=True))
+    resume = "auto" if sig == signal.SIGUSR1 else True  # auto: resumes as there is a checkpoint
+    pretrain(opts(tiny_data["shards"], out, max_steps=STEPS, log_every=LOG_EVERY, resume=resume))
     assert losses(out) == uninterrupted
+
+
+def test_resume_auto_starts_fresh_without_a_checkpoint(tiny_data, tmp_path, uninterrupted, capsys):
+    pretrain(opts(tiny_data["shards"], tmp_path / "run", max_steps=STEPS, log_every=LOG_EVERY,
+                  resume="auto"))
+    assert "--resume auto: no checkpoint in" in capsys.readouterr().err
+    assert losses(tmp_path / "run") == uninterrupted
 
 
 def test_second_signal_while_saving_does_not_break_the_checkpoint(tiny_data, tmp_path,

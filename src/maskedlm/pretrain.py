@@ -25,6 +25,7 @@ import torch
 
 from maskedlm.checkpoint import (
     CHECKPOINT_SUBDIR,
+    TRAINING_STATE_NAME,
     RunLock,
     atomic_save_figure,
     load_model,
@@ -101,7 +102,7 @@ class PretrainOptions:
     pre_layer_norm: bool | None = None
     eval_sequences: int = 256
     dropout: float | None = None
-    resume: bool = False
+    resume: bool | Literal["auto"] = False  # auto: resume when OUT holds a checkpoint
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -328,6 +329,11 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None
     recover_interrupted_swap(ckpt_dir)
+    if opts.resume == "auto":  # the same command line for a first start and a restart
+        opts.resume = (ckpt_dir / TRAINING_STATE_NAME).is_file()
+        if di.is_main:
+            what = f"resuming from {ckpt_dir}" if opts.resume else f"no checkpoint in {out}, starting fresh"
+            print(f"note: --resume auto: {what}", file=sys.stderr)
     if opts.resume:
         if not (ckpt_dir / "config.json").is_file():
             raise MaskedLMError(f"{out}: --resume given but there is no checkpoint to resume from")

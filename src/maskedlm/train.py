@@ -102,8 +102,25 @@ class DistInfo:
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                    store=_attempt_store(rank, world), rank=rank, world_size=world)
         return cls(rank, world, local, dev)
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store | None:
+    """torchrun's store, with keys of this restart attempt only (None: use env:// as is).
+
+    torchrun shares one rendezvous TCPStore across restarts (torch 2.13), so after
+    ``--max-restarts`` the new workers read the dead attempt's gloo addresses and fail
+    with "connectFullMesh ... Connection refused"; a prefix per attempt keeps them apart.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or "MASTER_ADDR" not in os.environ:
+        return None
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "False") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=rank == 0 and not agent, multi_tenant=not agent)
+    return dist.PrefixStore(f"maskedlm/attempt_{attempt}", store)
 
 
 class BatchSource(Protocol):

@@ -81,9 +81,17 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=0)
     p.add_argument("--eval-sequences", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_resume_arg(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_pretrain)
+
+
+def add_resume_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", nargs="?", const=True, default=False, choices=[True, "auto"],
+                   metavar="auto",
+                   help="continue the run in --out (a stopped run exits with code 75); "
+                        "--resume auto: continue if --out holds one, else start fresh, so that a "
+                        "scheduler or torchrun --max-restarts can rerun the same command")
 
 
 def run_pretrain(a: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import argparse
 import json
 from typing import Any
 
+from maskedlm.cli.pretrain import add_resume_arg
 from maskedlm.errors import MaskedLMError
 
 
@@ -41,8 +42,7 @@ def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
                    help="bf16 autocast: faster on GPUs and on CPUs with native bf16")
     p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the task head")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run a signal stopped in --out (its training_state.pt)")
+    add_resume_arg(p)
     p.add_argument("--no-progress", action="store_true")
 
 

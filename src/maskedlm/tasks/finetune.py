@@ -77,7 +77,8 @@ class FinetuneConfig:
     progress: bool = True
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
-    resume: bool = False  # continue from OUT/training_state.pt (left by a preempted run)
+    # continue from OUT/training_state.pt (left by a stopped run); "auto": when there is one
+    resume: bool | str = False
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -398,7 +399,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
 
 def _resume_state(out: str | Path, cfg: FinetuneConfig) -> dict[str, Any] | None:
     """The state a preempted run left in ``out`` (with ``cfg.resume``), else None."""
-    if not cfg.resume:
+    if not cfg.resume or (cfg.resume == "auto" and not (Path(out) / TRAINING_STATE_NAME).is_file()):
         return None
     state = load_training_state(out)
     if state is None:
