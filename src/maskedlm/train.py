@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from maskedlm.errors import MaskedLMError, Preempted
+from maskedlm.progress import DEFAULT_EVERY, progress
 
 Batch = dict[str, np.ndarray]
 
@@ -60,6 +60,7 @@ class TrainConfig:
     save_every: int = 0  # 0: save at the end only
     max_time: float = 0.0  # seconds; 0 = no wall-clock budget
     progress: bool = True
+    progress_every: float = DEFAULT_EVERY  # seconds between progress lines when not on a terminal
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum"):
@@ -74,6 +75,8 @@ class TrainConfig:
                                 f"got {self.warmup_ratio} and {self.decay_ratio}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise MaskedLMError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if self.progress_every < 0:
+            raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
 
 
 @dataclass
@@ -422,8 +425,8 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
     prefetch = Prefetcher(source, start, cfg.max_steps)
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and di.is_main),
-               desc="pretrain", unit="step", dynamic_ncols=True)
+    bar = progress(cfg.max_steps, "pretrain", enabled=cfg.progress and di.is_main, initial=start,
+                   every=cfg.progress_every)
     batches_iter = iter(prefetch)
     step, where = start, None
     try:

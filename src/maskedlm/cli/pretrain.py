@@ -82,8 +82,15 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-sequences", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     add_resume_arg(p)
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_args(p)
     p.set_defaults(func=run_pretrain)
+
+
+def add_progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (a log file, CI, a scheduler): one plain "
+                        "progress line this often instead of a live bar (default 30)")
 
 
 def add_resume_arg(p: argparse.ArgumentParser) -> None:
@@ -112,6 +119,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
                        precision=a.precision or d["precision"], seed=a.seed,
                        log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
                        max_time=max_time, progress=not a.no_progress,
+                       progress_every=a.progress_every,
                        schedule=a.schedule or d["schedule"], decay_ratio=a.decay_ratio)
     opts = PretrainOptions(
         recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,

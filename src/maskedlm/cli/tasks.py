@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from maskedlm.cli.pretrain import add_resume_arg
+from maskedlm.cli.pretrain import add_progress_args, add_resume_arg
 from maskedlm.errors import MaskedLMError
 
 
@@ -43,7 +43,7 @@ def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
     p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the task head")
     add_resume_arg(p)
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_args(p)
 
 
 def _columns(p: argparse.ArgumentParser) -> None:
@@ -128,7 +128,8 @@ def run_finetune(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, max_length=a.max_length, warmup_ratio=a.warmup_ratio,
         weight_decay=a.weight_decay, clip_grad=a.clip_grad, freeze=a.freeze,
         eval_every=a.eval_every, patience=a.patience, seed=a.seed, train_limit=a.train_limit,
-        progress=not a.no_progress, device=a.device, precision=a.precision, resume=a.resume)
+        progress=not a.no_progress, progress_every=a.progress_every, device=a.device,
+        precision=a.precision, resume=a.resume)
     summary = finetune(task, a.model, a.train, a.dev, a.out, cfg)
     dev = {k: v for k, v in summary["best"].get("dev", {}).items() if k != "per_type"}
     if getattr(a, "calibrate", False):

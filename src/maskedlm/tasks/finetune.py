@@ -40,6 +40,7 @@ from maskedlm.checkpoint import (
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.progress import DEFAULT_EVERY, progress
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.spans import SpanTask
@@ -75,6 +76,7 @@ class FinetuneConfig:
     seed: int = 0
     train_limit: int | None = None
     progress: bool = True
+    progress_every: float = DEFAULT_EVERY  # seconds between progress lines when not on a terminal
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
     # continue from OUT/training_state.pt (left by a stopped run); "auto": when there is one
@@ -86,6 +88,8 @@ class FinetuneConfig:
         for name in ("epochs", "lr", "batch_size", "max_length", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise MaskedLMError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.progress_every < 0:
+            raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
         if self.max_length < 4:
             raise MaskedLMError(f"--max-length {self.max_length} leaves no room for text")
         parse_freeze(self.freeze)
@@ -311,7 +315,6 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     best: dict[str, Any] | None = None
     bad_evals, step, seen, train_time = 0, 0, 0, 0.0
     lengths = [len(f["input_ids"]) for f in feats]
-    bar = _progress(total, cfg.progress)
 
     def evaluate_and_keep() -> bool:
         """Evaluate on dev, save when it is the best so far; False means stop early."""
@@ -346,7 +349,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
         history, best, bad_evals = resume["history"], resume["best"], resume["bad_evals"]
         step, seen, train_time = resume["step"], resume["seen"], resume["train_time"]
         running, n_running = resume["running"], resume["n_running"]
-        bar.update(step)
+    bar = progress(total, "fine-tune", enabled=cfg.progress, initial=step, every=cfg.progress_every)
     with StopSignals() as signals:
         while step < total and not stop:
             # The epoch's order comes from the generator's state at its start; a resumed run
@@ -408,7 +411,3 @@ def _resume_state(out: str | Path, cfg: FinetuneConfig) -> dict[str, Any] | None
     return state
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc="fine-tune", dynamic_ncols=True)
