@@ -30,11 +30,18 @@ from maskedlm.checkpoint import (
     atomic_save_figure,
     load_model,
     load_training_state,
+    read_config,
     recover_interrupted_swap,
     resolve_checkpoint_dir,
     save_checkpoint,
 )
-from maskedlm.data.instances import RECIPES, SEQUENCES, InstanceSet, build_instances
+from maskedlm.data.instances import (
+    RECIPES,
+    SEQUENCES,
+    InstanceSet,
+    build_instances,
+    check_seq_len,
+)
 from maskedlm.data.masking import MaskingConfig, mask_batch, recipe_masking
 from maskedlm.data.shards import ShardSet
 from maskedlm.data.tokenizer import Tokenizer
@@ -109,8 +116,7 @@ class PretrainOptions:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise MaskedLMError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.seq_len < 8:
-            raise MaskedLMError(f"--seq-len must be >= 8, got {self.seq_len}")
+        check_seq_len(self.seq_len)
         if self.mask_rate is not None and not 0.0 < self.mask_rate < 1.0:
             raise MaskedLMError(f"--mask-rate must be in (0, 1), got {self.mask_rate}")
         # The recipe's architecture and dropout where not given (the optimisation settings
@@ -329,6 +335,8 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None
     recover_interrupted_swap(ckpt_dir)
+    if opts.init:  # the wrong kind of directory fails here, before its tokenizer is looked for
+        read_config(resolve_checkpoint_dir(opts.init))
     if opts.resume == "auto":  # the same command line for a first start and a restart
         opts.resume = (ckpt_dir / TRAINING_STATE_NAME).is_file()
         if di.is_main:

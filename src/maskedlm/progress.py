@@ -56,6 +56,13 @@ class PlainProgress:
         self._t0 = self._last = clock()
         self.postfix: dict[str, str] = {}
 
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:  # a failed job's error stays the last line
+            self.close()
+
     def update(self, n: int = 1) -> None:
         self.n += n
         now = self.clock()

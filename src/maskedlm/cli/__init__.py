@@ -29,8 +29,16 @@ from maskedlm.errors import (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line, like every other user error (exit code 2);
+    subcommand parsers are made of the same class."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"maskedlm: error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskedlm", description=__doc__.splitlines()[0])
+    parser = Parser(prog="maskedlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="maskedlm 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (pretrain, tasks, embeddings, scorecard):
@@ -44,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         parser.print_help()
         return 0
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     if not getattr(a, "func", None):
         parser.print_help()
         return 0

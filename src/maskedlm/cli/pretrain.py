@@ -102,19 +102,24 @@ def add_resume_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_pretrain(a: argparse.Namespace) -> int:
+    from maskedlm.errors import MaskedLMError
     from maskedlm.pretrain import PretrainOptions, pretrain, recipe_defaults
     from maskedlm.train import TrainConfig
 
     default_job = not (a.data or a.corpus or a.init)
     # The embedded default trains for a fixed wall-clock budget (the LR schedule follows
     # it), so it takes about 3 minutes whatever the machine.
-    max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
+    if a.max_time < 0:
+        raise MaskedLMError(f"--max-time must be >= 0 seconds, got {a.max_time}")
+    max_time = a.max_time or (150.0 if default_job and a.max_steps is None else 0.0)
     # With a wall-clock budget and no step count, time alone ends the run (and its schedule).
-    max_steps = a.max_steps or (10**9 if max_time else 1000)
+    max_steps = a.max_steps if a.max_steps is not None else (10**9 if max_time else 1000)
     d = recipe_defaults(a.recipe, a.size, a.init)
-    tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size or d["batch_size"],
+    # `is None`, not `or`: an explicit 0 must reach the checks, not become the default
+    tcfg = TrainConfig(max_steps=max_steps,
+                       batch_size=d["batch_size"] if a.batch_size is None else a.batch_size,
                        grad_accum=a.grad_accum,
-                       lr=a.lr or d["lr"], weight_decay=a.weight_decay,
+                       lr=d["lr"] if a.lr is None else a.lr, weight_decay=a.weight_decay,
                        warmup_ratio=a.warmup_ratio, clip_grad=a.clip_grad,
                        precision=a.precision or d["precision"], seed=a.seed,
                        log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
@@ -124,7 +129,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
     opts = PretrainOptions(
         recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,
-        vocab_size=a.vocab_size or (8000 if default_job else 30000),
+        vocab_size=a.vocab_size if a.vocab_size is not None else (8000 if default_job else 30000),
         uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seq_len=a.seq_len,
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
@@ -225,8 +230,12 @@ def add_fill_mask(sub: argparse._SubParsersAction) -> None:
 
 def run_fill_mask(a: argparse.Namespace) -> int:
     from maskedlm.api import load
+    from maskedlm.errors import MaskedLMError
 
     model = load(a.model)
+    if not hasattr(model, "fill_mask"):
+        raise MaskedLMError(f"{a.model}: a fine-tuned run (task.json); fill-mask needs a pretrained "
+                            "encoder (its --model), or use `maskedlm predict`")
     for text in a.text:
         preds = model.fill_mask(text, top_k=a.top_k)
         if a.json:

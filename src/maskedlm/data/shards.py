@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from tqdm import tqdm
 
 from maskedlm.data.corpus import (
     LanguagePlan,
@@ -47,6 +46,7 @@ from maskedlm.data.corpus import (
 )
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def prepare_shards(
         log.info("shards cached: %s", final)
         return final
 
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out, key)
     tmp = out / f"{_TMP_PREFIX}{key}-{os.getpid()}"
@@ -141,6 +142,8 @@ def prepare_shards(
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(out.iterdir()):  # leave no empty folder behind either
+            out.rmdir()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise MaskedLMError(f"{out}: no space left to write the shards ({e.strerror}); "
                                 "nothing was written") from None
@@ -308,7 +311,7 @@ def _write_shards(
     )
     langs = list(files)
     doc_sentences: dict[str, np.ndarray] = {}
-    with tqdm(desc="counting", unit=" doc", disable=not show_progress) as bar:
+    with progress(None, "counting", unit="doc", enabled=show_progress) as bar:
         for lang, paths in files.items():
             counts = []
             for doc in iter_documents(paths, one_doc_per_line=settings.one_doc_per_line):
@@ -355,7 +358,7 @@ def _write_shards(
         one_doc_per_line=settings.one_doc_per_line,
         held_out={g: h.tolist() for g, h in held.items()},
     )
-    with tqdm(desc="tokenizing", unit=" sent", total=total, disable=not show_progress) as bar:
+    with progress(total, "tokenizing", unit="sentence", enabled=show_progress) as bar:
         for number, doc in enumerate(docs):
             n = len(doc.sentences)
             buffer["text"].extend(doc.sentences)
