@@ -424,13 +424,14 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         # the starting point, e.g. for continued pretraining from --init
         log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
-    prefetch = Prefetcher(source, start, cfg.max_steps)
-    bar = progress(cfg.max_steps, "pretrain", enabled=cfg.progress and di.is_main, initial=start,
-                   every=cfg.progress_every)
-    batches_iter = iter(prefetch)
-    step, where = start, None
-    try:
-        with StopSignals() as stop:
+    # the handlers go in before the prefetcher starts: a signal during its first batches counts
+    with StopSignals() as stop:
+        prefetch = Prefetcher(source, start, cfg.max_steps)
+        bar = progress(cfg.max_steps, "pretrain", enabled=cfg.progress and di.is_main,
+                       initial=start, every=cfg.progress_every)
+        batches_iter = iter(prefetch)
+        step, where = start, None
+        try:
             for step in range(start, cfg.max_steps):
                 t_wait = time.perf_counter()
                 micro = next(batches_iter)
@@ -445,9 +446,12 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                     if frac > 0.02:
                         bar.total = min(cfg.max_steps, max(done, round(done / frac)))
                 bar.update(1)
-                out_of_time = cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time
+                # one all-reduce: every rank stops (and saves) at the same step
+                signalled, out_of_time = _any_rank(
+                    [stop.received is not None,
+                     cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time], di)
                 last = done == cfg.max_steps or out_of_time
-                stopping = _any_rank(stop.received is not None, di) and not last
+                stopping = signalled and not last
                 record = {}
                 if done % cfg.log_every == 0 or last:
                     record = _log_record(done, window, scheduler.get_last_lr()[0], di)
@@ -475,15 +479,17 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                                     str(where or out_dir))
                 if out_of_time:
                     break
-    finally:
-        prefetch.close()
-        bar.close()
+        finally:
+            prefetch.close()
+            bar.close()
     return record
 
 
-def _any_rank(flag: bool, di: DistInfo) -> bool:
-    """Whether ``flag`` holds on any rank (so that all ranks stop at the same step)."""
-    return bool(_all_reduce([float(flag)], di)[0]) if di.world_size > 1 else flag
+def _any_rank(flags: list[bool], di: DistInfo) -> list[bool]:
+    """Whether each flag holds on any rank (so that all ranks stop at the same step)."""
+    if di.world_size == 1:
+        return flags
+    return [v > 0 for v in _all_reduce([float(f) for f in flags], di)]
 
 
 def _barrier(di: DistInfo) -> None:
