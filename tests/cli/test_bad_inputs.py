@@ -36,7 +36,7 @@ CASES = [
     ("pretrain --data {shards} --out {out} --precision fp16", "--precision: invalid choice"),
     ("pretrain --data {shards} --out {out} --progress-every -1", "--progress-every must be >= 0"),
     ("pretrain --data {shards} --out {out} --resume", "--resume given but there is no checkpoint"),
-    ("pretrain --data {shards} --out {out} --resume maybe", "--resume: invalid choice"),
+    ("pretrain --data {shards} --out {out} --resume maybe", "--resume: takes no value or 'auto', got 'maybe'"),
     ("pretrain --data {truncated_shards} --out {out}", "train_tokens.bin: missing or truncated"),
     ("pretrain --data {altered_shards} --out {out}", "train_tokens.bin: checksum differs"),
     ("pretrain --data {shards} --out {out} --init {tok}", "tok: not a checkpoint"),
@@ -90,7 +90,7 @@ CASES = [
     ("evaluate {ft_run} --data {unseen_tsv}", "unseen.tsv:2: label 'maybe' not seen"),
     ("evaluate {broken_head_run} --data {cls_tsv}", "head.safetensors: corrupt weights file"),
     ("predict {run} some_text", "run: no task head"),
-    ("predict {missing} some_text", "missing"),
+    ("predict {missing} some_text", "missing: no such run directory"),
     # --- embeddings
     ("embed {run} --input {missing} --out {out}.npy", "missing"),
     ("embed {run} --input {empty} --out {out}.npy", "empty.txt"),

@@ -93,8 +93,14 @@ def add_progress_args(p: argparse.ArgumentParser) -> None:
                         "progress line this often instead of a live bar (default 30)")
 
 
+def _resume_value(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"takes no value or 'auto', got {value!r}")
+    return value
+
+
 def add_resume_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", nargs="?", const=True, default=False, choices=[True, "auto"],
+    p.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_value,
                    metavar="auto",
                    help="continue the run in --out (a stopped run exits with code 75); "
                         "--resume auto: continue if --out holds one, else start fresh, so that a "

@@ -202,6 +202,8 @@ def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredi
     """
     path = Path(path)
     meta_file = path / TASK_FILE
+    if not path.exists():
+        raise MaskedLMError(f"{path}: no such run directory")
     if not meta_file.is_file():
         raise MaskedLMError(f"{path}: no task head ({TASK_FILE}); not a fine-tuned run directory")
     try:
