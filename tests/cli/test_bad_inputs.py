@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from maskedlm.checkpoint import RunLock
 from maskedlm.cli import main
 
 CASES = [
@@ -42,6 +44,7 @@ CASES = [
     ("pretrain --data {shards} --out {out} --init {tok}", "tok: not a checkpoint"),
     ("pretrain --data {shards} --out {out} --init {gpt2}", "model_type 'gpt2' is not a BERT"),
     ("pretrain --data {shards} --out {out} --init {truncated_run}", "model.safetensors: corrupt"),
+    ("pretrain --data {shards} --out {locked}", "locked: in use by pid"),
     # --- tokenizer, prepare
     ("tokenizer train --corpus {missing} --out {out}", "missing"),
     ("tokenizer train --corpus {empty} --out {out}", "empty.txt"),
@@ -83,6 +86,7 @@ CASES = [
     ("finetune classify --model {truncated_run} --train {cls_tsv} --out {out}", "model.safetensors: corrupt"),
     ("finetune tag --model {run} --train {cls_tsv} --out {out}", "cls.tsv:2: 7 columns, earlier lines have 2"),
     ("finetune spans --model {run} --train {binary} --out {out}", "binary.txt"),
+    ("finetune classify --model {run} --train {cls_tsv} --out {locked}", "locked: in use by pid"),
     # --- evaluate, predict
     ("evaluate {run} --data {cls_tsv}", "run: no task head (task.json); not a fine-tuned run"),
     ("evaluate {ft_run} --data {missing}", "missing"),
@@ -119,7 +123,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def inputs(tiny_data, tmp_path_factory) -> dict[str, str]:
+def inputs(tiny_data, tmp_path_factory) -> Iterator[dict[str, str]]:
     """Good and bad inputs, made once: a pretrained and a fine-tuned run and broken copies."""
     d = tmp_path_factory.mktemp("inputs")
     (d / "empty_dir").mkdir()
@@ -153,12 +157,14 @@ def inputs(tiny_data, tmp_path_factory) -> dict[str, str]:
     data = bytearray(tokens.read_bytes())
     data[10] ^= 0xFF
     tokens.write_bytes(bytes(data))
+    lock = RunLock(d / "locked").__enter__()  # another run holds this one (a second fd: flock)
     files = {p.stem if p.suffix in (".txt", ".tsv") else p.name: str(p) for p in d.iterdir()}
     files.update({"ragged_tsv": files.pop("ragged"), "one_label_tsv": files.pop("one_label"),
                   "cls_tsv": files.pop("cls"), "unseen_tsv": files.pop("unseen"),
                   "missing": str(d / "missing"), "shards": str(tiny_data["shards"]),
                   "tok": str(tiny_data["tokenizer"]), "corpus": str(tiny_data["corpus"])})
-    return files
+    yield files
+    lock.__exit__(None, None, None)
 
 
 def snapshot(root: Path) -> dict[str, int]:

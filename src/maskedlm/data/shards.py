@@ -16,7 +16,7 @@ for split in ``train`` and ``valid``. As nanoGPT's ``prepare.py`` the ids are a 
 memmap; as cramming, preparation is a separate stage cached by its configuration.
 Shards are written to a temporary folder and renamed into place, so a set either
 exists whole or not at all. Loading checks every file against its size and checksum
-in ``meta.json`` (one read of the data, about a second per GB), so a truncated or
+in ``meta.json`` (one extra read of every file), so a truncated or
 altered shard is an error naming the file, never silent garbage.
 """
 
