@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -70,6 +71,36 @@ def test_atomic_save_leaves_old_checkpoint_on_failure(tmp_path):
     load_model(tmp_path / "ck")
 
 
+def test_death_between_the_two_renames_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """kill -9 after ``checkpoint`` became ``.checkpoint.old-PID`` and before the new copy
+    took its name: the next reader puts the previous copy back."""
+    import maskedlm.checkpoint as ckpt
+
+    torch.manual_seed(0)
+    first = BertForPreTraining(tiny())
+    save_checkpoint(tmp_path / "run" / "checkpoint", first, tokenizer=None)
+    real_replace, calls = ckpt.os.replace, []
+
+    class Killed(BaseException):
+        pass
+
+    def dies_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", dies_on_second_rename)
+    with pytest.raises(Killed):
+        save_checkpoint(tmp_path / "run" / "checkpoint", BertForPreTraining(tiny()), tokenizer=None)
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "checkpoint").exists()
+    back, where = load_model(tmp_path / "run")
+    assert where == tmp_path / "run" / "checkpoint"
+    for k, v in first.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k
+
+
 def _write_hf(dirpath, state, config):
     dirpath.mkdir()
     save_file(state, str(dirpath / "model.safetensors"))
@@ -134,3 +165,44 @@ def test_missing_sbo_head_is_fresh_for_spanbert(tmp_path):
     assert back.cls.span_boundary is not None and back.cls.seq_relationship is None
     saved = load_file(str(tmp_path / "ck/model.safetensors"))
     assert torch.equal(back.cls.predictions.bias, saved["cls.predictions.bias"])
+
+
+def test_run_lock_stops_a_second_holder_and_names_the_first(tmp_path):
+    import os
+    import socket
+
+    from maskedlm.checkpoint import RunLock, atomic_write_dir
+
+    run = tmp_path / "run"
+    with RunLock(run):
+        with pytest.raises(MaskedLMError) as info, RunLock(run):
+            pass
+        msg = str(info.value)
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in msg and "\n" not in msg
+        # a fine-tuned run is swapped in whole: the held lock goes along with it
+        atomic_write_dir(run, lambda tmp: (tmp / "task.json").write_text("{}"))
+        with pytest.raises(MaskedLMError, match="in use by"), RunLock(run):
+            pass
+    with RunLock(run):  # released
+        pass
+    assert sorted(p.name for p in run.iterdir()) == ["task.json"]  # no lock file left behind
+    with RunLock(tmp_path / "fresh"):
+        pass
+    assert not (tmp_path / "fresh").exists()  # a directory that only held the lock is removed
+
+
+def test_lock_of_a_killed_process_is_taken_over(tmp_path, capfd):
+    import subprocess
+    import sys
+
+    from maskedlm.checkpoint import LOCK_NAME, RunLock
+
+    run = tmp_path / "run"
+    code = ("import os, signal, sys; from maskedlm.checkpoint import RunLock; "
+            "RunLock(sys.argv[1]).__enter__(); print(os.getpid(), flush=True); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    dead = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True)
+    assert dead.returncode == -9 and (run / LOCK_NAME).is_file()
+    with RunLock(run):
+        assert f"pid {os.getpid()}" in (run / LOCK_NAME).read_text().replace('"pid": ', "pid ")
+    assert f"taking over the lock of pid {dead.stdout.strip()} on" in capfd.readouterr().err

@@ -12,10 +12,15 @@ Everything is written to a temporary directory first and swapped into place with
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
+import socket
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +38,7 @@ WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
 TRAINING_STATE_NAME = "training_state.pt"
+LOCK_NAME = ".maskedlm.lock"
 CHECKPOINT_SUBDIR = "checkpoint"
 BERT_LIKE = {"bert"}
 
@@ -126,24 +132,50 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 # ----------------------------------------------------------------------------- writing
+def recover_interrupted_swap(target: Path) -> bool:
+    """Put the previous copy back if a process died between the two renames of
+    :func:`atomic_write_dir` (``target`` gone, ``.NAME.old-PID`` left); True if it did."""
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir():
+        return False
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], target)
+    return True
+
+
 def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_swap(target)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         write(tmp)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_if_disk_full(e, target)
         raise
+    if (target / LOCK_NAME).exists():  # the run's lock moves with it (same inode, still held)
+        os.replace(target / LOCK_NAME, tmp / LOCK_NAME)
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _raise_if_disk_full(e: BaseException, target: Path) -> None:
+    """A full disk or quota is the user's to fix: one line that says what was kept."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        kept = ("the previous copy there is kept and loadable" if target.exists()
+                else "nothing was written")
+        raise MaskedLMError(f"{target}: no space left on the device while saving "
+                            f"({e.strerror}); {kept}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -178,10 +210,85 @@ def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
     return atomic_write_dir(Path(path), write)
 
 
+class RunLock:
+    """One process per run directory: ``DIR/.maskedlm.lock`` holds an exclusive ``flock``
+    and says who holds it (pid, host, start time).
+
+    The kernel drops the lock when its process dies, however it dies, so the lock of a
+    dead process is taken over (with a note naming it) and there is no stale lock to
+    delete by hand. A second process stops at once with a one-line error naming the
+    holder. Checkpoint swaps of ``DIR`` itself (:func:`atomic_write_dir`) carry the lock
+    file along. The directory is removed on release if the lock was all it held.
+
+    >>> with RunLock("runs/x"):  # doctest: +SKIP
+    ...     train()
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.dir = Path(run_dir)
+        self.path = self.dir / LOCK_NAME
+        self.fd: int | None = None
+        self.created_dir = False
+
+    def __enter__(self) -> RunLock:
+        self.created_dir = not self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise MaskedLMError(f"{self.dir}: in use by {holder} (lock {self.path}); wait for it "
+                                    "to finish or choose another --out") from None
+            try:  # the file we locked may have been removed by its releasing holder: retry
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            previous = _lock_holder(fd)
+            if previous != "an unknown process":
+                print(f"note: {self.path}: taking over the lock of {previous}, which is no longer "
+                      "running", file=sys.stderr)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            os.fsync(fd)
+            self.fd = fd
+            return self
+        raise MaskedLMError(f"{self.path}: could not take the lock (it keeps changing hands)")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # before unlocking: a waiter re-checks the inode
+        os.close(self.fd)
+        self.fd = None
+        if self.created_dir:
+            try:
+                self.dir.rmdir()  # only if nothing else was written
+            except OSError:
+                pass
+
+
+def _lock_holder(fd: int) -> str:
+    """``pid N on HOST since T`` from a lock file's contents."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode())
+        return f"pid {info['pid']} on {info['host']} since {info['started']}"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "an unknown process"
+
+
 # ----------------------------------------------------------------------------- reading
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """A run directory, a checkpoint directory or a Hugging Face model directory."""
     path = Path(path)
+    recover_interrupted_swap(path)
+    recover_interrupted_swap(path / CHECKPOINT_SUBDIR)
     if not path.exists():
         raise MaskedLMError(f"{path}: no such checkpoint directory")
     if not path.is_dir():
@@ -260,6 +367,21 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
         warnings.warn(f"{wfile}: no weights for the {', '.join(fresh)} head(s); "
                       "they are freshly initialised", stacklevel=2)
     return model, ckpt
+
+
+def save_training_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``run_dir/training_state.pt`` through a temporary file (the old one stays whole)."""
+    f = Path(run_dir) / TRAINING_STATE_NAME
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, f)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        _raise_if_disk_full(e, f)
+        raise
+    return f
 
 
 def load_training_state(path: str | Path) -> dict[str, Any] | None:

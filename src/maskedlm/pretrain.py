@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,13 +25,23 @@ import torch
 
 from maskedlm.checkpoint import (
     CHECKPOINT_SUBDIR,
+    TRAINING_STATE_NAME,
+    RunLock,
     atomic_save_figure,
     load_model,
     load_training_state,
+    read_config,
+    recover_interrupted_swap,
     resolve_checkpoint_dir,
     save_checkpoint,
 )
-from maskedlm.data.instances import RECIPES, SEQUENCES, InstanceSet, build_instances
+from maskedlm.data.instances import (
+    RECIPES,
+    SEQUENCES,
+    InstanceSet,
+    build_instances,
+    check_seq_len,
+)
 from maskedlm.data.masking import MaskingConfig, mask_batch, recipe_masking
 from maskedlm.data.shards import ShardSet
 from maskedlm.data.tokenizer import Tokenizer
@@ -98,15 +109,14 @@ class PretrainOptions:
     pre_layer_norm: bool | None = None
     eval_sequences: int = 256
     dropout: float | None = None
-    resume: bool = False
+    resume: bool | Literal["auto"] = False  # auto: resume when OUT holds a checkpoint
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise MaskedLMError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.seq_len < 8:
-            raise MaskedLMError(f"--seq-len must be >= 8, got {self.seq_len}")
+        check_seq_len(self.seq_len)
         if self.mask_rate is not None and not 0.0 < self.mask_rate < 1.0:
             raise MaskedLMError(f"--mask-rate must be in (0, 1), got {self.mask_rate}")
         # The recipe's architecture and dropout where not given (the optimisation settings
@@ -316,9 +326,22 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
     """
     di = DistInfo.from_env(opts.device)
     opts.train.precision = resolve_precision(opts.train.precision, di.device)  # type: ignore[assignment]
+    with RunLock(opts.out) if di.is_main else nullcontext():  # rank 0 writes for the job
+        return _pretrain(opts, di)
+
+
+def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
     out = Path(opts.out)
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None
+    recover_interrupted_swap(ckpt_dir)
+    if opts.init:  # the wrong kind of directory fails here, before its tokenizer is looked for
+        read_config(resolve_checkpoint_dir(opts.init))
+    if opts.resume == "auto":  # the same command line for a first start and a restart
+        opts.resume = (ckpt_dir / TRAINING_STATE_NAME).is_file()
+        if di.is_main:
+            what = f"resuming from {ckpt_dir}" if opts.resume else f"no checkpoint in {out}, starting fresh"
+            print(f"note: --resume auto: {what}", file=sys.stderr)
     if opts.resume:
         if not (ckpt_dir / "config.json").is_file():
             raise MaskedLMError(f"{out}: --resume given but there is no checkpoint to resume from")
@@ -361,8 +384,8 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
                   + ", ".join(f"{k} p={v['p']:.3f} q={v['q']:.3f}" for k, v in langs.items()),
                   file=sys.stderr)
 
-    def save(m: torch.nn.Module, state: dict[str, Any]) -> None:
-        save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,
+    def save(m: torch.nn.Module, state: dict[str, Any]) -> Path:
+        return save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,
                         extra_files={"masking.json": json.dumps(asdict(masking), indent=2)})
 
     record = train(model, source, opts.train, out, save, di, resume_state)

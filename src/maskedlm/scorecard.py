@@ -231,11 +231,12 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     ``limit`` caps every task's training examples and ``overrides`` replaces fixed
     hyperparameters (smoke tests and experiments; the card records both).
     """
-    from maskedlm.checkpoint import load_model
+    from maskedlm.checkpoint import load_model, read_config, resolve_checkpoint_dir
 
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise MaskedLMError(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
+    read_config(resolve_checkpoint_dir(model))  # a wrong model fails before anything is written
     data_root = Path(data_root)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # one device for every task
     specs = [TASKS[t] for t in tasks]
@@ -290,8 +291,8 @@ def load_card(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         p = p / CARD_FILE
     try:
-        card = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        card = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MaskedLMError(f"{p}: not a readable scorecard ({type(e).__name__})") from None
     if not isinstance(card, dict) or not isinstance(card.get("tasks"), dict):
         raise MaskedLMError(f"{p}: not a scorecard (no 'tasks' object)")

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,9 +26,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
-from maskedlm.errors import MaskedLMError
+from maskedlm.errors import MaskedLMError, Preempted
+from maskedlm.progress import DEFAULT_EVERY, progress
 
 Batch = dict[str, np.ndarray]
 
@@ -59,6 +60,7 @@ class TrainConfig:
     save_every: int = 0  # 0: save at the end only
     max_time: float = 0.0  # seconds; 0 = no wall-clock budget
     progress: bool = True
+    progress_every: float = DEFAULT_EVERY  # seconds between progress lines when not on a terminal
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum"):
@@ -73,6 +75,8 @@ class TrainConfig:
                                 f"got {self.warmup_ratio} and {self.decay_ratio}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise MaskedLMError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
+        if self.progress_every < 0:
+            raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
 
 
 @dataclass
@@ -101,8 +105,25 @@ class DistInfo:
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                    store=_attempt_store(rank, world), rank=rank, world_size=world)
         return cls(rank, world, local, dev)
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store | None:
+    """torchrun's store, with keys of this restart attempt only (None: use env:// as is).
+
+    torchrun shares one rendezvous TCPStore across restarts (torch 2.13), so after
+    ``--max-restarts`` the new workers read the dead attempt's gloo addresses and fail
+    with "connectFullMesh ... Connection refused"; a prefix per attempt keeps them apart.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None or "MASTER_ADDR" not in os.environ:
+        return None
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "False") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=rank == 0 and not agent, multi_tenant=not agent)
+    return dist.PrefixStore(f"maskedlm/attempt_{attempt}", store)
 
 
 class BatchSource(Protocol):
@@ -205,6 +226,49 @@ class Prefetcher:
             except queue.Empty:
                 pass
             self.thread.join(timeout=0.05)
+
+
+# What clusters and users send a job they want stopped: the scheduler's SIGTERM, Ctrl-C, and
+# SLURM's warning signal (``#SBATCH --signal=USR1@120``).
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+
+class StopSignals:
+    """While active, SIGTERM, SIGINT and SIGUSR1 only ask the loop to stop.
+
+    The handler records the first signal; the loop finishes its step, writes a checkpoint
+    and raises :class:`~maskedlm.errors.Preempted`. Later signals (a second Ctrl-C while
+    the checkpoint is written) are acknowledged and ignored, so the save completes and
+    the previous checkpoint is only replaced by a complete one. Handlers can only be
+    installed in the main thread; elsewhere this never fires.
+
+    >>> with StopSignals() as stop:  # doctest: +SKIP
+    ...     if stop.received: ...
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = name
+        else:  # os.write: print() is not safe to re-enter from a handler
+            os.write(2, f"maskedlm: {name} again: finishing the checkpoint first\n".encode())
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label",
@@ -313,11 +377,13 @@ def _all_reduce(values: list[float], di: DistInfo) -> list[float]:
 
 
 def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path,
-          save: Callable[[nn.Module, dict[str, Any]], None], di: DistInfo | None = None,
+          save: Callable[[nn.Module, dict[str, Any]], Path | None], di: DistInfo | None = None,
           resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` for ``cfg.max_steps`` global steps; returns the last log record.
 
-    ``save(model, training_state)`` is called on rank 0 at every save point.
+    ``save(model, training_state)`` is called on rank 0 at every save point and returns
+    where it wrote. SIGTERM, SIGINT or SIGUSR1 end the run after the current step with a
+    checkpoint and :class:`~maskedlm.errors.Preempted` (see :class:`StopSignals`).
     """
     di = di or DistInfo()
     model.to(di.device)
@@ -329,10 +395,13 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(warmup, cfg.max_steps, time_used, cfg.schedule, cfg.decay_ratio))
     start = 0
+    window = _new_window()
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         start = int(resume_state["step"])
+        if di.is_main:  # the log window the checkpoint fell in (summed over ranks)
+            window.update(resume_state.get("window", {}))
     ddp = model
     if di.world_size > 1:
         ddp = nn.parallel.DistributedDataParallel(
@@ -340,69 +409,101 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     log = MetricsLog(out_dir, di.is_main, resume_step=start)
     eval_batches = source.eval_batches() if di.is_main else []
 
-    def state(step: int) -> dict[str, Any]:
-        return {"step": step, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "train_config": asdict(cfg)}
-
-    def checkpoint(step: int, record: dict[str, Any]) -> None:
-        if di.is_main:
-            if eval_batches:
-                record.update(evaluate(model, eval_batches, di.device, cfg.precision))
-            save(model, state(step))
+    def checkpoint(step: int, record: dict[str, Any] | None) -> Path | None:
+        """Save on rank 0 (all ranks call it: the log window is summed over ranks)."""
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "train_config": asdict(cfg),
+                 "window": _window_state(window, di)}
+        if not di.is_main:
+            return None
+        if record is not None and eval_batches:
+            record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+        return save(model, state)
 
     if start == 0 and cfg.eval_every and di.is_main and eval_batches:
         # the starting point, e.g. for continued pretraining from --init
         log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
-    window = _new_window()
-    prefetch = Prefetcher(source, start, cfg.max_steps)
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and di.is_main),
-               desc="pretrain", unit="step", dynamic_ncols=True)
-    batches_iter = iter(prefetch)
-    step = start
-    try:
-        for step in range(start, cfg.max_steps):
-            t_wait = time.perf_counter()
-            micro = next(batches_iter)
-            window["wait"] += time.perf_counter() - t_wait
-            # Dropout randomness is a function of (seed, rank, step): resume is exact.
-            torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
-            _forward_backward(ddp, model, micro, cfg, di, window)
-            _optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
-            done = step + 1
-            if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
-                frac = (time.perf_counter() - t_start) / cfg.max_time
-                if frac > 0.02:
-                    bar.total = min(cfg.max_steps, max(done, round(done / frac)))
-            bar.update(1)
-            out_of_time = cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time
-            last = done == cfg.max_steps or out_of_time
-            if done % cfg.log_every == 0 or last:
-                record = _log_record(done, window, scheduler.get_last_lr()[0], di)
-                if not math.isfinite(record["loss"]):
-                    raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
-                window = _new_window()
-            else:
+    # the handlers go in before the prefetcher starts: a signal during its first batches counts
+    with StopSignals() as stop:
+        prefetch = Prefetcher(source, start, cfg.max_steps)
+        bar = progress(cfg.max_steps, "pretrain", enabled=cfg.progress and di.is_main,
+                       initial=start, every=cfg.progress_every)
+        batches_iter = iter(prefetch)
+        step, where = start, None
+        try:
+            for step in range(start, cfg.max_steps):
+                t_wait = time.perf_counter()
+                micro = next(batches_iter)
+                window["wait"] += time.perf_counter() - t_wait
+                # Dropout randomness is a function of (seed, rank, step): resume is exact.
+                torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
+                _forward_backward(ddp, model, micro, cfg, di, window)
+                _optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
+                done = step + 1
+                if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
+                    frac = (time.perf_counter() - t_start) / cfg.max_time
+                    if frac > 0.02:
+                        bar.total = min(cfg.max_steps, max(done, round(done / frac)))
+                bar.update(1)
+                # one all-reduce: every rank stops (and saves) at the same step
+                signalled, out_of_time = _any_rank(
+                    [stop.received is not None,
+                     cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time], di)
+                last = done == cfg.max_steps or out_of_time
+                stopping = signalled and not last
                 record = {}
-            if last or (cfg.save_every and done % cfg.save_every == 0):
-                record = record or {"step": done}
-                checkpoint(done, record)
-            elif cfg.eval_every and done % cfg.eval_every == 0 and di.is_main and eval_batches:
-                record = record or {"step": done}
-                record.update(evaluate(model, eval_batches, di.device, cfg.precision))
-            if record:
-                record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
-                log.write(record)
-                if "eval_mlm_accuracy" in record and di.is_main:
-                    bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
-                              f"ppl {record['eval_perplexity']:.2f}")
-            if out_of_time:
-                break
-    finally:
-        prefetch.close()
-        bar.close()
+                if done % cfg.log_every == 0 or last:
+                    record = _log_record(done, window, scheduler.get_last_lr()[0], di)
+                    if not math.isfinite(record["loss"]):
+                        raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
+                    window = _new_window()
+                if last or (cfg.save_every and done % cfg.save_every == 0):
+                    record = record or {"step": done}
+                    where = checkpoint(done, record)
+                elif stopping:  # no evaluation: a scheduler's grace period is short
+                    where = checkpoint(done, None)
+                elif cfg.eval_every and done % cfg.eval_every == 0 and di.is_main and eval_batches:
+                    record = record or {"step": done}
+                    record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+                if record:
+                    record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+                    log.write(record)
+                    if "eval_mlm_accuracy" in record and di.is_main:
+                        bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
+                                  f"ppl {record['eval_perplexity']:.2f}")
+                if stopping:
+                    _barrier(di)  # every rank leaves after rank 0 has saved
+                    raise Preempted(stop.received or "a signal on another rank", done,
+                                    str(where or out_dir))
+                if out_of_time:
+                    break
+        finally:
+            prefetch.close()
+            bar.close()
     return record
+
+
+def _any_rank(flags: list[bool], di: DistInfo) -> list[bool]:
+    """Whether each flag holds on any rank (so that all ranks stop at the same step)."""
+    if di.world_size == 1:
+        return flags
+    return [v > 0 for v in _all_reduce([float(f) for f in flags], di)]
+
+
+def _barrier(di: DistInfo) -> None:
+    if di.world_size > 1:
+        dist.barrier()
+
+
+WINDOW_SUMS = ("mlm", "sbo", "nsp", "n", "seq", "correct", "tokens", "steps")
+
+
+def _window_state(window: dict[str, Any], di: DistInfo) -> dict[str, Any]:
+    """The open log window summed over ranks, saved so a resumed run logs the same losses."""
+    sums = _all_reduce([float(window[k]) for k in WINDOW_SUMS], di)
+    return {k: type(window[k])(v) for k, v in zip(WINDOW_SUMS, sums, strict=True)}
 
 
 def _new_window() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -165,6 +166,99 @@ def test_load_errors(tmp_path: Path) -> None:
         ShardSet.load(tmp_path)
 
 
+def _damage_truncate(d: Path) -> str:
+    f = d / "train_tokens.bin"
+    f.write_bytes(f.read_bytes()[:-2])
+    return "train_tokens.bin: missing or truncated"
+
+
+def _damage_flip_a_byte(d: Path) -> str:
+    f = d / "train_tokens.bin"
+    b = bytearray(f.read_bytes())
+    b[len(b) // 2] ^= 0xFF
+    f.write_bytes(bytes(b))
+    return "train_tokens.bin: checksum differs from meta.json"
+
+
+def _damage_truncate_npy(d: Path) -> str:
+    f = d / "valid_sentences.npy"
+    f.write_bytes(f.read_bytes()[:-8])
+    return r"valid_sentences.npy: \d+ bytes, meta.json says \d+ \(truncated\?\)"
+
+
+def _damage_unigram(d: Path) -> str:
+    np.save(d / "unigram.npy", np.zeros(3, dtype=np.int64))
+    return "unigram.npy: .* bytes, meta.json says"
+
+
+def _damage_meta_counts(d: Path) -> str:
+    meta = json.loads((d / "meta.json").read_text())
+    meta["splits"]["train"]["tokens"] -= 1
+    (d / "meta.json").write_text(json.dumps(meta))
+    return "train_tokens.bin: missing or truncated"
+
+
+def _damage_meta_sentences(d: Path) -> str:
+    meta = json.loads((d / "meta.json").read_text())
+    meta["splits"]["valid"]["sentences"] += 1
+    (d / "meta.json").write_text(json.dumps(meta))
+    return "meta.json: does not match valid_sentences.npy"
+
+
+def _damage_meta_of_another_set(d: Path) -> str:
+    meta = json.loads((d / "meta.json").read_text())
+    del meta["splits"]
+    (d / "meta.json").write_text(json.dumps(meta))
+    return r"meta.json: malformed \(KeyError"
+
+
+def _damage_meta_not_an_object(d: Path) -> str:
+    (d / "meta.json").write_text("[1, 2]")
+    return "meta.json: not a shard description"
+
+
+@pytest.mark.parametrize("damage", [_damage_truncate, _damage_flip_a_byte, _damage_truncate_npy,
+                                    _damage_unigram, _damage_meta_counts, _damage_meta_sentences,
+                                    _damage_meta_of_another_set, _damage_meta_not_an_object])
+def test_damaged_shards_are_one_line_errors_naming_the_file(
+    setup: dict[str, Path], tmp_path: Path, damage
+) -> None:
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(setup["shards"], d)
+    ShardSet.load(d)  # whole
+    expected = damage(d)
+    with pytest.raises(MaskedLMError) as info:
+        ShardSet.load(d)
+    msg = str(info.value)
+    assert str(d) in msg and re.search(expected, msg) and "\n" not in msg, msg
+
+
+def test_meta_records_sizes_and_checksums(setup: dict[str, Path]) -> None:
+    import hashlib
+
+    meta = ShardSet.load(setup["shards"]).meta
+    f = setup["shards"] / "train_tokens.bin"
+    assert meta["files"]["train_tokens.bin"] == {
+        "bytes": f.stat().st_size, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+    assert len(meta["files"]) == 9
+
+
+def test_disk_full_while_preparing_is_one_line_and_leaves_nothing(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(*a, **kw) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(MaskedLMError, match="no space left to write the shards"):
+        prepare_shards([str(setup["corpus"])], setup["tok"], tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()  # not even an empty folder
+
+
 def test_failed_prepare_leaves_nothing(
     setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,7 +268,7 @@ def test_failed_prepare_leaves_nothing(
     monkeypatch.setattr(Tokenizer, "encode_flat", boom)
     with pytest.raises(RuntimeError):
         prepare_shards([str(setup["corpus"])], setup["tok"], tmp_path / "out", show_progress=False)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # not even an empty folder
 
 
 def test_empty_corpus_and_single_document(setup: dict[str, Path], tmp_path: Path) -> None:

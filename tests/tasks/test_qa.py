@@ -220,6 +220,17 @@ def test_squad_v2_null_threshold(tiny_qa_model, tmp_path):
     assert m.task.evaluate(m.model, m.task.read(v2), m.tokenizer, 64, 8)["has_ans_f1"] == 0.0
 
 
+def test_cli_calibrate_stores_the_null_threshold(tiny_qa_model, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["finetune", "qa", "--model", str(tiny_qa_model / "model"), "--train",
+                 str(tiny_qa_model / "v2.json"), "--dev-articles", "1", "--calibrate",
+                 "--out", str(run), "--epochs", "2", "--max-length", "64", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads((run / "task.json").read_text())
+    assert saved["options"]["threshold"] == summary["dev"]["calibration"]["threshold"]
+    assert saved["options"]["version_2"] is True
+
+
 def test_cli_finetune_evaluate_predict(tiny_qa_model, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["finetune", "qa", "--model", str(tiny_qa_model / "model"), "--train",

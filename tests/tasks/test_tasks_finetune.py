@@ -1,7 +1,9 @@
 """End-to-end fine-tuning on tiny synthetic data: overfit, save/load round trip, CLI."""
 
 import json
+import os
 import random
+import signal
 
 import pytest
 import torch
@@ -232,3 +234,53 @@ def test_mean_pooled_classification_overfits_and_round_trips(tiny_model, tmp_pat
                                head.out(hidden[0, :3].mean(0)))
     with pytest.raises(MaskedLMError):
         make_task("classify", pool="max")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_during_finetune_saves_and_resume_is_exact(tiny_model, ner_files, tmp_path,
+                                                          monkeypatch, sig):
+    """Stopped mid-epoch (after a dev evaluation), resumed: the same losses and dev scores."""
+    from maskedlm.checkpoint import TRAINING_STATE_NAME
+    from maskedlm.errors import Preempted
+    from maskedlm.tasks.tag import TagTask
+
+    model_dir, _ = tiny_model
+    cfg = dict(epochs=3, eval_every=4, batch_size=4)  # 6 steps an epoch; dropout in the head
+    args = (model_dir, ner_files / "train.txt", ner_files / "dev.txt")
+    full_summary = finetune(make_task("tag"), *args, tmp_path / "full", fast(**cfg))
+    real, calls = TagTask.collate, []
+
+    def signal_at_step_9(self, feats, pad_id, rng):
+        calls.append(rng is not None)  # training batches carry the generator, dev ones not
+        if sum(calls) == 9:
+            os.kill(os.getpid(), sig)
+        return real(self, feats, pad_id, rng)
+
+    monkeypatch.setattr(TagTask, "collate", signal_at_step_9)
+    with pytest.raises(Preempted) as info:
+        finetune(make_task("tag"), *args, tmp_path / "run", fast(**cfg))
+    assert info.value.step == 9 and info.value.checkpoint == str(tmp_path / "run")
+    assert (tmp_path / "run" / TRAINING_STATE_NAME).is_file()
+    monkeypatch.undo()
+    resume = True if sig == signal.SIGTERM else "auto"
+    summary = finetune(make_task("tag"), *args, tmp_path / "run", fast(resume=resume, **cfg))
+    def scores(best):
+        return {k: v for k, v in best.items() if k != "train_examples_per_s"}
+    assert scores(summary["best"]) == scores(full_summary["best"]) and summary["steps"] == 18
+    assert not (tmp_path / "run" / TRAINING_STATE_NAME).exists()
+
+    def history(run):
+        return [(r["step"], r["epoch"], r["train_loss"], r["dev"]) for r in
+                (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())]
+    assert history(tmp_path / "run") == history(tmp_path / "full")
+    assert len(history(tmp_path / "full")) >= 3  # evaluations up to the best one, past step 9
+    full, resumed = load_task(tmp_path / "full"), load_task(tmp_path / "run")
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_finetune_resume_without_state_is_a_user_error(tiny_model, ner_files, tmp_path):
+    model_dir, _ = tiny_model
+    with pytest.raises(MaskedLMError, match="no training_state.pt"):
+        finetune(make_task("tag"), model_dir, ner_files / "train.txt", None, tmp_path / "run",
+                 fast(epochs=1, resume=True))

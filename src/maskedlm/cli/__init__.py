@@ -1,7 +1,9 @@
 """``maskedlm`` command line: thin subcommands over the typed functions.
 
 User errors (:class:`~maskedlm.errors.MaskedLMError`) print one line on stderr and
-exit with code 2. Each module here registers the subcommands of one part of the
+exit with code 2. Exit codes: 0 done; 1 a bug (with its traceback); 2 a user error;
+75 stopped by SIGTERM/SIGINT/SIGUSR1 with a checkpoint saved (rerun with ``--resume``);
+130 Ctrl-C outside a training loop (nothing saved). Each module here registers the subcommands of one part of the
 package: :mod:`.pretrain` (data, pretraining, fill-mask, export), :mod:`.tasks`
 (fine-tuning), :mod:`.embeddings` (vectors, similarity, senses) and
 :mod:`.scorecard` (the reference tasks).
@@ -18,11 +20,25 @@ import warnings
 from typing import Any
 
 from maskedlm.cli import embeddings, pretrain, scorecard, tasks
-from maskedlm.errors import MaskedLMError
+from maskedlm.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PREEMPTED,
+    EXIT_USER_ERROR,
+    MaskedLMError,
+    Preempted,
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line, like every other user error (exit code 2);
+    subcommand parsers are made of the same class."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"maskedlm: error: {self.prog}: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskedlm", description=__doc__.splitlines()[0])
+    parser = Parser(prog="maskedlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="maskedlm 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (pretrain, tasks, embeddings, scorecard):
@@ -36,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         parser.print_help()
         return 0
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     if not getattr(a, "func", None):
         parser.print_help()
         return 0
@@ -46,10 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(a.func(a) or 0)
     except MaskedLMError as e:
         print(f"maskedlm: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except Preempted as e:
+        print(f"maskedlm: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except KeyboardInterrupt:
         print("maskedlm: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
 

@@ -53,7 +53,11 @@ def _load(a: argparse.Namespace, path: str | None = None) -> Any:
     from maskedlm.api import load
 
     # Contextual embeddings use the encoder alone: no warning about a fresh MLM head.
-    return load(path or a.model, device=a.device, warn_fresh=False)
+    model = load(path or a.model, device=a.device, warn_fresh=False)
+    if not hasattr(model, "embed_words"):
+        raise MaskedLMError(f"{path or a.model}: a fine-tuned run (task.json); {a.command} needs "
+                            "a pretrained encoder (the run's --model)")
+    return model
 
 
 def _run_kw(a: argparse.Namespace) -> dict[str, Any]:
@@ -87,12 +91,11 @@ def _print(a: argparse.Namespace, result: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- embed
 def run_embed(a: argparse.Namespace) -> int:
+    from maskedlm.data.corpus import read_text_lines
     from maskedlm.embeddings.pooling import iter_token_vectors, pool_sentence, pool_words, tokenize
 
     path = Path(a.input)
-    if not path.is_file():
-        raise MaskedLMError(f"{path}: no such input file")
-    lines = [(n, ln.strip()) for n, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+    lines = [(n, ln.strip()) for n, ln in enumerate(read_text_lines(path, "input file"), 1)
              if ln.strip()]
     if not lines:
         raise MaskedLMError(f"{path}: no sentences (one per line)")

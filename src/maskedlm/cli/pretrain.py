@@ -81,34 +81,61 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=0)
     p.add_argument("--eval-sequences", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true")
+    add_resume_arg(p)
+    add_progress_args(p)
     p.set_defaults(func=run_pretrain)
 
 
+def add_progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (a log file, CI, a scheduler): one plain "
+                        "progress line this often instead of a live bar (default 30)")
+
+
+def _resume_value(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"takes no value or 'auto', got {value!r}")
+    return value
+
+
+def add_resume_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_value,
+                   metavar="auto",
+                   help="continue the run in --out (a stopped run exits with code 75); "
+                        "--resume auto: continue if --out holds one, else start fresh, so that a "
+                        "scheduler or torchrun --max-restarts can rerun the same command")
+
+
 def run_pretrain(a: argparse.Namespace) -> int:
+    from maskedlm.errors import MaskedLMError
     from maskedlm.pretrain import PretrainOptions, pretrain, recipe_defaults
     from maskedlm.train import TrainConfig
 
     default_job = not (a.data or a.corpus or a.init)
     # The embedded default trains for a fixed wall-clock budget (the LR schedule follows
     # it), so it takes about 3 minutes whatever the machine.
-    max_time = a.max_time or (150.0 if default_job and not a.max_steps else 0.0)
+    if a.max_time < 0:
+        raise MaskedLMError(f"--max-time must be >= 0 seconds, got {a.max_time}")
+    max_time = a.max_time or (150.0 if default_job and a.max_steps is None else 0.0)
     # With a wall-clock budget and no step count, time alone ends the run (and its schedule).
-    max_steps = a.max_steps or (10**9 if max_time else 1000)
+    max_steps = a.max_steps if a.max_steps is not None else (10**9 if max_time else 1000)
     d = recipe_defaults(a.recipe, a.size, a.init)
-    tcfg = TrainConfig(max_steps=max_steps, batch_size=a.batch_size or d["batch_size"],
+    # `is None`, not `or`: an explicit 0 must reach the checks, not become the default
+    tcfg = TrainConfig(max_steps=max_steps,
+                       batch_size=d["batch_size"] if a.batch_size is None else a.batch_size,
                        grad_accum=a.grad_accum,
-                       lr=a.lr or d["lr"], weight_decay=a.weight_decay,
+                       lr=d["lr"] if a.lr is None else a.lr, weight_decay=a.weight_decay,
                        warmup_ratio=a.warmup_ratio, clip_grad=a.clip_grad,
                        precision=a.precision or d["precision"], seed=a.seed,
                        log_every=a.log_every, eval_every=a.eval_every, save_every=a.save_every,
                        max_time=max_time, progress=not a.no_progress,
+                       progress_every=a.progress_every,
                        schedule=a.schedule or d["schedule"], decay_ratio=a.decay_ratio)
     opts = PretrainOptions(
         recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,
-        vocab_size=a.vocab_size or (8000 if default_job else 30000),
+        vocab_size=a.vocab_size if a.vocab_size is not None else (8000 if default_job else 30000),
         uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seq_len=a.seq_len,
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
@@ -209,8 +236,12 @@ def add_fill_mask(sub: argparse._SubParsersAction) -> None:
 
 def run_fill_mask(a: argparse.Namespace) -> int:
     from maskedlm.api import load
+    from maskedlm.errors import MaskedLMError
 
     model = load(a.model)
+    if not hasattr(model, "fill_mask"):
+        raise MaskedLMError(f"{a.model}: a fine-tuned run (task.json); fill-mask needs a pretrained "
+                            "encoder (its --model), or use `maskedlm predict`")
     for text in a.text:
         preds = model.fill_mask(text, top_k=a.top_k)
         if a.json:

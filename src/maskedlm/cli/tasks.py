@@ -13,6 +13,7 @@ import argparse
 import json
 from typing import Any
 
+from maskedlm.cli.pretrain import add_progress_args, add_resume_arg
 from maskedlm.errors import MaskedLMError
 
 
@@ -41,7 +42,8 @@ def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
                    help="bf16 autocast: faster on GPUs and on CPUs with native bf16")
     p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the task head")
-    p.add_argument("--no-progress", action="store_true")
+    add_resume_arg(p)
+    add_progress_args(p)
 
 
 def _columns(p: argparse.ArgumentParser) -> None:
@@ -148,16 +150,17 @@ def run_finetune(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, max_length=a.max_length, warmup_ratio=a.warmup_ratio,
         weight_decay=a.weight_decay, clip_grad=a.clip_grad, freeze=a.freeze,
         eval_every=a.eval_every, patience=a.patience, seed=a.seed, train_limit=a.train_limit,
-        progress=not a.no_progress, device=a.device, precision=a.precision)
-    train, dev = a.train, a.dev
+        progress=not a.no_progress, progress_every=a.progress_every, device=a.device,
+        precision=a.precision, resume=a.resume)
+    train, dev_data = a.train, a.dev
     if getattr(a, "dev_articles", 0):
-        train, dev = _hold_out_articles(task, a.train, a.dev, a.dev_articles)
-    summary = finetune(task, a.model, train, dev, a.out, cfg)
+        train, dev_data = _hold_out_articles(task, a.train, a.dev, a.dev_articles)
+    summary = finetune(task, a.model, train, dev_data, a.out, cfg)
     dev = {k: v for k, v in summary["best"].get("dev", {}).items() if k != "per_type"}
     if getattr(a, "calibrate", False):
-        if not dev:
+        if not dev_data:
             raise MaskedLMError("--calibrate needs --dev")
-        dev["calibration"] = _calibrate(a.out, dev)
+        dev["calibration"] = _calibrate(a.out, dev_data)
     print(json.dumps({"out": summary["out"], "task": summary["task"], "steps": summary["steps"],
                       "best_step": summary["best"]["step"], "dev": dev,
                       "train_examples_per_s": summary["train_examples_per_s"]}))

@@ -167,6 +167,19 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise MaskedLMError(f"{path}: cannot read ({e})") from None
 
 
+def read_text_lines(path: str | os.PathLike[str], what: str = "file") -> list[str]:
+    """The lines of a UTF-8 text file (``.gz`` too), or a one-line error naming it: no such
+    ``what``, binary, not UTF-8.
+
+    >>> read_text_lines("pairs.tsv", "word-pair file")[:1]  # doctest: +SKIP
+    ['cat\tdog\t7.5']
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MaskedLMError(f"{p}: no such {what}")
+    return [line for _, line in _iter_lines(p)]
+
+
 def _is_heading(line: str) -> bool:
     s = line.strip()
     return len(s) >= 5 and s.startswith("= ") and s.endswith(" =")

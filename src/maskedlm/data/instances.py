@@ -149,6 +149,17 @@ class InstanceSet:
         return tok, ws, is_sep
 
 
+# Absolute position embeddings: BERT's table has 512 rows; a longer one is allowed for
+# continued pretraining on long documents, up to where attention's memory stops fitting.
+MAX_SEQ_LEN = 4096
+
+
+def check_seq_len(seq_len: int) -> None:
+    """A one-line error for a ``--seq-len`` outside [8, :data:`MAX_SEQ_LEN`]."""
+    if not 8 <= seq_len <= MAX_SEQ_LEN:
+        raise MaskedLMError(f"--seq-len must be in [8, {MAX_SEQ_LEN}], got {seq_len}")
+
+
 def build_instances(
     shards: ShardSet,
     split: str,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from maskedlm.data.instances import RECIPES, build_instances
+from maskedlm.data.instances import RECIPES, build_instances, check_seq_len
 from maskedlm.data.masking import mask_batch, recipe_masking, replacement_shares
 from maskedlm.data.shards import ShardSet
 from maskedlm.errors import MaskedLMError
@@ -25,8 +25,9 @@ def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = Fals
     """
     if recipe not in RECIPES:  # the checks of PretrainOptions, before reading the shards
         raise MaskedLMError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
-    if seq_len < 8:
-        raise MaskedLMError(f"--seq-len must be >= 8, got {seq_len}")
+    check_seq_len(seq_len)
+    if mask_rate is not None and not 0.0 < mask_rate < 1.0:
+        raise MaskedLMError(f"--mask-rate must be in (0, 1), got {mask_rate}")
     cfg = recipe_masking(recipe, whole_word=whole_word, budget=budget,
                          random_source=random_source, merge_spans=merge_spans,
                          mask_rate=mask_rate, mask_replace=mask_replace)

@@ -3,7 +3,8 @@
 Layout of one prepared set, ``out_dir/<key>/`` (key = hash of the tokenizer fingerprint,
 the corpus files' path/size/mtime and the settings)::
 
-    meta.json                      counts, dtype, special ids, settings, language plan
+    meta.json                      counts, dtype, special ids, settings, language plan,
+                                   and the size and SHA-256 of every file below
     {split}_tokens.bin             raw uint16 (vocab <= 65535) or uint32 token ids
     {split}_word_starts.bin        raw uint8 0/1, same length: first sub-word of a word
     {split}_sentences.npy          int64 token offset of every sentence unit, plus the end
@@ -14,12 +15,15 @@ the corpus files' path/size/mtime and the settings)::
 for split in ``train`` and ``valid``. As nanoGPT's ``prepare.py`` the ids are a flat
 memmap; as cramming, preparation is a separate stage cached by its configuration.
 Shards are written to a temporary folder and renamed into place, so a set either
-exists whole or not at all.
+exists whole or not at all. Loading checks every file against its size and checksum
+in ``meta.json`` (one extra read of every file), so a truncated or
+altered shard is an error naming the file, never silent garbage.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -32,7 +36,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from tqdm import tqdm
 
 from maskedlm.data.corpus import (
     LanguagePlan,
@@ -43,6 +46,7 @@ from maskedlm.data.corpus import (
 )
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +124,14 @@ def prepare_shards(
         log.info("shards cached: %s", final)
         return final
 
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out, key)
     tmp = out / f"{_TMP_PREFIX}{key}-{os.getpid()}"
     tmp.mkdir()
     try:
         meta = _write_shards(files, tok, tmp, settings, batch_sentences, show_progress)
-        meta.update(identity, key=key)
+        meta.update(identity, key=key, files=_file_sums(tmp))
         tok.save(tmp / "tokenizer")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         try:
@@ -135,8 +140,13 @@ def prepare_shards(
             if not (final / META_FILE).is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(out.iterdir()):  # leave no empty folder behind either
+            out.rmdir()
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise MaskedLMError(f"{out}: no space left to write the shards ({e.strerror}); "
+                                "nothing was written") from None
         raise
     log.info("shards written: %s", final)
     return final
@@ -157,6 +167,55 @@ def _remove_stale(out: Path, key: str) -> None:
         except PermissionError:
             continue
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+DATA_FILES = tuple(f"{split}_{name}" for split in SPLITS for name in
+                   ("tokens.bin", "word_starts.bin", "sentences.npy", "documents.npy")) + ("unigram.npy",)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 23):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_sums(directory: Path) -> dict[str, dict[str, Any]]:
+    """``{name: {"bytes", "sha256"}}`` of the data files, for meta.json."""
+    return {name: {"bytes": (directory / name).stat().st_size, "sha256": _sha256(directory / name)}
+            for name in DATA_FILES}
+
+
+def verify_shard_files(path: Path, meta: dict[str, Any]) -> None:
+    """Check every data file against meta.json: present, same size, same SHA-256, and the
+    offsets consistent with the token counts; a one-line error naming the file otherwise."""
+    dtype = np.dtype(meta["dtype"])
+    for split in SPLITS:
+        expected = int(meta["splits"][split]["tokens"]) * dtype.itemsize
+        for name in ("tokens", "word_starts"):
+            file = path / f"{split}_{name}.bin"
+            size = expected if name == "tokens" else expected // dtype.itemsize
+            if not file.is_file() or file.stat().st_size != size:
+                raise MaskedLMError(f"{file}: missing or truncated (expected {size} bytes, as "
+                                    f"{META_FILE} says); prepare the shards again")
+    for name, want in meta.get("files", {}).items():  # sets prepared before checksums: sizes only
+        file = path / name
+        if not file.is_file():
+            raise MaskedLMError(f"{file}: missing; prepare the shards again")
+        if file.stat().st_size != want["bytes"]:
+            raise MaskedLMError(f"{file}: {file.stat().st_size} bytes, {META_FILE} says "
+                                f"{want['bytes']} (truncated?); prepare the shards again")
+        if _sha256(file) != want["sha256"]:
+            raise MaskedLMError(f"{file}: checksum differs from {META_FILE} (the file was altered "
+                                "or damaged); prepare the shards again")
+
+
+def _load_npy(file: Path) -> np.ndarray:
+    try:
+        return np.load(file)
+    except (OSError, ValueError, EOFError) as e:
+        raise MaskedLMError(f"{file}: unreadable ({str(e).splitlines()[0][:100]})") from None
 
 
 def _file_identity(path: str) -> dict[str, Any]:
@@ -252,7 +311,7 @@ def _write_shards(
     )
     langs = list(files)
     doc_sentences: dict[str, np.ndarray] = {}
-    with tqdm(desc="counting", unit=" doc", disable=not show_progress) as bar:
+    with progress(None, "counting", unit="doc", enabled=show_progress) as bar:
         for lang, paths in files.items():
             counts = []
             for doc in iter_documents(paths, one_doc_per_line=settings.one_doc_per_line):
@@ -299,7 +358,7 @@ def _write_shards(
         one_doc_per_line=settings.one_doc_per_line,
         held_out={g: h.tolist() for g, h in held.items()},
     )
-    with tqdm(desc="tokenizing", unit=" sent", total=total, disable=not show_progress) as bar:
+    with progress(total, "tokenizing", unit="sentence", enabled=show_progress) as bar:
         for number, doc in enumerate(docs):
             n = len(doc.sentences)
             buffer["text"].extend(doc.sentences)
@@ -392,17 +451,27 @@ class ShardSet:
             meta = json.loads((p / META_FILE).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise MaskedLMError(f"{p / META_FILE}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise MaskedLMError(f"{p / META_FILE}: not a shard description (a JSON object)")
         if meta.get("format_version") != FORMAT_VERSION:
             raise MaskedLMError(
                 f"{p / META_FILE}: format_version {meta.get('format_version')} is not "
                 f"{FORMAT_VERSION}; prepare the shards again"
             )
-        shards = cls(p, meta)
-        for split in SPLITS:
-            expected = meta["splits"][split]["tokens"] * shards.dtype.itemsize
-            file = p / f"{split}_tokens.bin"
-            if not file.is_file() or file.stat().st_size != expected:
-                raise MaskedLMError(f"{file}: missing or truncated (expected {expected} bytes)")
+        try:
+            shards = cls(p, meta)
+            verify_shard_files(p, meta)
+            for split in SPLITS:
+                sentences, documents = shards.sentence_offsets(split), shards.document_offsets(split)
+                if (len(sentences) - 1 != meta["splits"][split]["sentences"]
+                        or int(sentences[-1]) != meta["splits"][split]["tokens"]
+                        or int(documents[-1]) != len(sentences) - 1):
+                    raise MaskedLMError(f"{p / META_FILE}: does not match "
+                                        f"{split}_sentences.npy/{split}_documents.npy; "
+                                        "prepare the shards again")
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise MaskedLMError(f"{p / META_FILE}: malformed ({type(e).__name__}: {e}); "
+                                "prepare the shards again") from None
         return shards
 
     @property
@@ -436,12 +505,12 @@ class ShardSet:
     def sentence_offsets(self, split: str) -> np.ndarray:
         """int64 (n_sentences + 1,): token offset of each sentence unit, then the end."""
         self._check(split)
-        return np.load(self.path / f"{split}_sentences.npy")
+        return _load_npy(self.path / f"{split}_sentences.npy")
 
     def document_offsets(self, split: str) -> np.ndarray:
         """int64 (n_documents + 1,): sentence index of each document start, then the end."""
         self._check(split)
-        return np.load(self.path / f"{split}_documents.npy")
+        return _load_npy(self.path / f"{split}_documents.npy")
 
     def tokenizer(self) -> Tokenizer:
         """The tokenizer the shards were made with."""
@@ -449,7 +518,7 @@ class ShardSet:
 
     def unigram_counts(self) -> np.ndarray:
         """int64 (vocab_size,): how often each id occurs in the train split."""
-        return np.load(self.path / "unigram.npy")
+        return _load_npy(self.path / "unigram.npy")
 
     def unigram_probs(self) -> np.ndarray:
         """float64 (vocab_size,): unigram distribution of the train split."""

@@ -342,7 +342,7 @@ def train_tokenizer(
     >>> tok = train_tokenizer(iter_documents(["corpus.txt"]), vocab_size=8000)  # doctest: +SKIP
     """
     if vocab_size < len(SPECIAL_TOKENS) + 1:
-        raise MaskedLMError(f"vocab_size: must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
+        raise MaskedLMError(f"--vocab-size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
     special = dict(SPECIAL_TOKENS)
     hf = HFTokenizer(models.WordPiece(unk_token=special["unk"], continuing_subword_prefix="##"))
     _bert_pipeline(hf, lowercase, special)

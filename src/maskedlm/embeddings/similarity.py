@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maskedlm.data.corpus import is_number
+from maskedlm.data.corpus import is_number, read_text_lines
 from maskedlm.embeddings.pooling import Standardizer, cosine, iter_word_vectors, tokenize
 from maskedlm.errors import MaskedLMError
 
@@ -111,11 +111,8 @@ class WicPair:
 def read_wic(data: str | os.PathLike[str], gold: str | os.PathLike[str]) -> list[WicPair]:
     """Read WiC ``*.data.txt`` (TSV) and ``*.gold.txt`` (T/F lines) into pairs."""
     data, gold = Path(data), Path(gold)
-    for f in (data, gold):
-        if not f.is_file():
-            raise MaskedLMError(f"{f}: no such WiC file")
-    labels = [ln.strip() for ln in gold.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    lines = [ln for ln in data.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    labels = [ln.strip() for ln in read_text_lines(gold, "WiC file") if ln.strip()]
+    lines = [ln for ln in read_text_lines(data, "WiC file") if ln.strip()]
     if len(labels) != len(lines):
         raise MaskedLMError(f"{gold}: {len(labels)} labels for {len(lines)} lines of {data}")
     pairs = []
@@ -185,11 +182,9 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 def read_word_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str, float]]:
     """SimLex-999 (header, score column ``SimLex999``) or WordSim-353 (``#`` comments) TSV."""
     path = Path(path)
-    if not path.is_file():
-        raise MaskedLMError(f"{path}: no such word-pair file")
     pairs: list[tuple[str, str, float]] = []
     col, first = 2, True
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_lines(path, "word-pair file"), 1):
         if not line.strip() or line.startswith("#"):
             continue
         cols = line.split("\t")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from maskedlm.data.corpus import read_text_lines
 from maskedlm.embeddings.pooling import Standardizer, iter_word_vectors, tokenize
 from maskedlm.errors import MaskedLMError
 
@@ -237,10 +238,8 @@ def read_raganato(path: str | os.PathLike[str]) -> list[TaggedSentence]:
 def read_gold(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Key file: ``instance_id key1 [key2 ...]`` per line."""
     path = Path(path)
-    if not path.is_file():
-        raise MaskedLMError(f"{path}: no such key file")
     gold: dict[str, list[str]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_lines(path, "key file"), 1):
         cols = line.split()
         if not cols:
             continue

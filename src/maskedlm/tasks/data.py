@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maskedlm.data.corpus import read_text_lines
 from maskedlm.errors import MaskedLMError
 
 # Column names tried, in order, when the user names none (GLUE, HF datasets, MRPC).
@@ -54,13 +55,7 @@ class SpanSentence:
 
 
 def _open_lines(path: str | Path) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise MaskedLMError(f"{p}: no such file")
-    try:
-        return p.read_text(encoding="utf-8-sig").splitlines()  # -sig: MRPC starts with a BOM
-    except UnicodeDecodeError as e:
-        raise MaskedLMError(f"{p}: not UTF-8 (byte {e.start})") from None
+    return read_text_lines(path)  # MRPC starts with a BOM: read_text_lines drops it
 
 
 def _nonempty(items: list, path: str | Path) -> list:

@@ -22,25 +22,31 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from maskedlm.checkpoint import (
     CONFIG_NAME,
+    TRAINING_STATE_NAME,
     WEIGHTS_NAME,
+    RunLock,
     atomic_write_dir,
     load_model,
+    load_training_state,
+    save_training_state,
     to_hf_state_dict,
 )
 from maskedlm.data.tokenizer import Tokenizer
-from maskedlm.errors import MaskedLMError
+from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.progress import DEFAULT_EVERY, progress
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.train import autocast
+from maskedlm.train import StopSignals, autocast
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -72,8 +78,11 @@ class FinetuneConfig:
     seed: int = 0
     train_limit: int | None = None
     progress: bool = True
+    progress_every: float = DEFAULT_EVERY  # seconds between progress lines when not on a terminal
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
+    # continue from OUT/training_state.pt (left by a stopped run); "auto": when there is one
+    resume: bool | str = False
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -81,6 +90,8 @@ class FinetuneConfig:
         for name in ("epochs", "lr", "batch_size", "max_length", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise MaskedLMError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.progress_every < 0:
+            raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
         if self.max_length < 4:
             raise MaskedLMError(f"--max-length {self.max_length} leaves no room for text")
         parse_freeze(self.freeze)
@@ -229,6 +240,8 @@ def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredi
     """
     path = Path(path)
     meta_file = path / TASK_FILE
+    if not path.exists():
+        raise MaskedLMError(f"{path}: no such run directory")
     if not meta_file.is_file():
         raise MaskedLMError(f"{path}: no task head ({TASK_FILE}); not a fine-tuned run directory")
     try:
@@ -242,7 +255,12 @@ def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredi
     if not (path / HEAD_FILE).is_file():
         raise MaskedLMError(f"{path}: no {HEAD_FILE}; the run has no trained task head")
     try:
-        model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        head = load_file(str(path / HEAD_FILE))
+    except (SafetensorError, OSError) as e:
+        raise MaskedLMError(f"{path / HEAD_FILE}: corrupt weights file "
+                            f"({str(e).splitlines()[0][:100]})") from None
+    try:
+        model.head.load_state_dict(head)
     except RuntimeError as e:
         raise MaskedLMError(f"{path / HEAD_FILE}: does not fit {TASK_FILE} "
                             f"({str(e).splitlines()[0][:100]})") from None
@@ -308,6 +326,13 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     >>> finetune(make_task("tag"), "minilm/", "conll/train.txt", "conll/dev.txt", "runs/ner",
     ...          FinetuneConfig(epochs=2))  # doctest: +SKIP
     """
+    with RunLock(out):
+        return _finetune(task, model_path, train, dev, out, cfg)
+
+
+def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
+              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
+              ) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_ex, dev_ex = _read_examples(task, train, dev, cfg.train_limit, rng)
@@ -330,7 +355,6 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     best: dict[str, Any] | None = None
     bad_evals, step, seen, train_time = 0, 0, 0, 0.0
     lengths = [len(f["input_ids"]) for f in feats]
-    bar = _progress(total, cfg.progress)
 
     def evaluate_and_keep() -> bool:
         """Evaluate on dev, save when it is the best so far; False means stop early."""
@@ -356,28 +380,59 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
 
     model.train()
     running, n_running, stop = 0.0, 0, False
-    while step < total and not stop:
-        for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
-            t0 = time.perf_counter()
-            batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id, rng), model.device)
-            with autocast(cfg.precision, model.device):
-                loss = task.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
-            sched.step()
-            train_time += time.perf_counter() - t0
-            step, seen = step + 1, seen + len(idx)
-            running, n_running = running + float(loss.detach()), n_running + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{running / n_running:.4f}", refresh=False)
-            if step % eval_every == 0 or step == total:
-                stop = not evaluate_and_keep()
-                running, n_running = 0.0, 0
-            if stop or step >= total:
-                break
+    resume = _resume_state(out, cfg)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, best, bad_evals = resume["history"], resume["best"], resume["bad_evals"]
+        step, seen, train_time = resume["step"], resume["seen"], resume["train_time"]
+        running, n_running = resume["running"], resume["n_running"]
+    bar = progress(total, "fine-tune", enabled=cfg.progress, initial=step, every=cfg.progress_every)
+    with StopSignals() as signals:
+        while step < total and not stop:
+            # The epoch's order comes from the generator's state at its start; a resumed run
+            # rebuilds it from that state, then takes the generator where it was.
+            epoch_rng = resume["epoch_rng"] if resume else rng.bit_generator.state
+            rng.bit_generator.state = epoch_rng
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            first = 0
+            if resume is not None:
+                rng.bit_generator.state, first, resume = resume["rng"], resume["batch_in_epoch"], None
+            for b_i in range(first, len(batches)):
+                t0 = time.perf_counter()
+                batch = to_device(task.collate([feats[i] for i in batches[b_i]], tok.pad_id, rng),
+                                  model.device)
+                with autocast(cfg.precision, model.device):
+                    loss = task.loss(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                sched.step()
+                train_time += time.perf_counter() - t0
+                step, seen = step + 1, seen + len(batches[b_i])
+                running, n_running = running + float(loss.detach()), n_running + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{running / n_running:.4f}", refresh=False)
+                if step % eval_every == 0 or step == total:
+                    stop = not evaluate_and_keep()
+                    running, n_running = 0.0, 0
+                if stop or step >= total:
+                    break
+                if signals.received:
+                    state = {"step": step, "epoch_rng": epoch_rng, "rng": rng.bit_generator.state,
+                             "batch_in_epoch": b_i + 1, "torch_rng": torch.get_rng_state(),
+                             "model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "history": history, "best": best,
+                             "bad_evals": bad_evals, "seen": seen, "train_time": train_time,
+                             "running": running, "n_running": n_running}
+                    save_training_state(out, state)
+                    bar.close()
+                    raise Preempted(signals.received, step, str(out))
+    (Path(out) / TRAINING_STATE_NAME).unlink(missing_ok=True)  # a finished run needs none
     bar.close()
     assert best is not None
     return {"out": str(out), "task": task.kind, "steps": step, "best": best,
@@ -385,7 +440,14 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
             "trainable_parameters": n_trainable}
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
+def _resume_state(out: str | Path, cfg: FinetuneConfig) -> dict[str, Any] | None:
+    """The state a preempted run left in ``out`` (with ``cfg.resume``), else None."""
+    if not cfg.resume or (cfg.resume == "auto" and not (Path(out) / TRAINING_STATE_NAME).is_file()):
+        return None
+    state = load_training_state(out)
+    if state is None:
+        raise MaskedLMError(f"{out}: --resume given but there is no {TRAINING_STATE_NAME} "
+                            "(left by a stopped run) to resume from")
+    return state
 
-    return tqdm(total=total, disable=not enabled, desc="fine-tune", dynamic_ncols=True)
+
