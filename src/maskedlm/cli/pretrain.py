@@ -26,9 +26,10 @@ def add_masking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-source", choices=["uniform", "unigram"], default=None,
                    help="random replacements from the vocabulary (default) or corpus unigram frequencies")
     p.add_argument("--merge-spans", action=argparse.BooleanOptionalAction, default=None,
-                   help="spanbert: merge touching spans for SBO boundaries (SpanBERT code)")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+                   help="spanbert: merge touching spans for SBO boundaries, as the SpanBERT code "
+                        "(default: on for --recipe spanbert)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence")
+    p.add_argument("--seed", type=int, default=0, help="seed of masking, sampling and init")
     p.add_argument("--mask-rate", type=float, default=None,
                    help="share of tokens with a target (default: 0.30 for --recipe budget, as "
                         "ModernBERT; 0.15 otherwise, as BERT)")
@@ -42,27 +43,35 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                                    "standard library's docstrings (about 3 minutes on 2 CPU cores).")
     add_masking_args(p)
     p.add_argument("--size", default="tiny", help="tiny, mini, small, medium, base, large")
-    p.add_argument("--data", help="shards made by `maskedlm prepare`")
+    p.add_argument("--data", help="shards made by `maskedlm prepare` (default: prepared from --corpus, or the "
+                        "standard library's docstrings when neither is given)")
     p.add_argument("--corpus", action="append", default=[], metavar="[LANG=]PATH",
                    help="text to pretrain on (files, folders, globs); repeat for several languages")
-    p.add_argument("--tokenizer", help="a tokenizer directory (ours or Hugging Face)")
-    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT dir")
-    p.add_argument("--out", default="runs/default")
-    p.add_argument("--vocab-size", type=int, default=None)
-    p.add_argument("--uncased", action="store_true")
-    p.add_argument("--one-doc-per-line", action="store_true")
+    p.add_argument("--tokenizer", help="a tokenizer directory, ours or Hugging Face (default: the --init model's, "
+                        "or one trained on the corpus)")
+    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT dir "
+                        "(default: random initialisation)")
+    p.add_argument("--out", default="runs/default", help="run directory (checkpoint, metrics, curves)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="WordPiece vocabulary trained on the corpus (default: 8000 for the "
+                        "default job, 30000 otherwise)")
+    p.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
+    p.add_argument("--one-doc-per-line", action="store_true",
+                   help="each line is a document (else blank lines separate documents)")
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="optimizer steps (default: 1000, or as many as --max-time allows)")
     p.add_argument("--max-time", type=float, default=0.0, help="wall-clock budget in seconds")
     p.add_argument("--batch-size", type=int, default=None,
                    help="sequences per process and micro-step (default: 64 for --recipe budget, 32 otherwise)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default: 2e-3 for --recipe budget; 1e-3 for tiny/mini "
                         "and 5e-4 for larger sizes otherwise; 1e-4 with --init)")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup-ratio", type=float, default=0.06)
-    p.add_argument("--clip-grad", type=float, default=1.0)
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    p.add_argument("--warmup-ratio", type=float, default=0.06,
+                   help="share of the steps with a linear warm-up")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clip (0: none)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
                    help="auto: bf16 where the chip has it natively (default for --recipe budget; "
                         "fp32 otherwise)")
@@ -75,14 +84,16 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="linear decay, or warmup-stable-decay with a 1-sqrt decay "
                         "(default: wsd for --recipe budget, linear otherwise)")
     p.add_argument("--decay-ratio", type=float, default=0.2,
-                   help="share of the run the wsd decay takes (default 0.2)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=0)
-    p.add_argument("--eval-sequences", type=int, default=256)
+                   help="share of the run the wsd decay takes")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="steps between held-out evaluations (0: at the end only)")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="steps between checkpoints (0: at the end only)")
+    p.add_argument("--eval-sequences", type=int, default=256, help="held-out sequences per evaluation")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_pretrain)
 
 
@@ -148,13 +159,15 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer")
     tsub = p.add_subparsers(dest="tokenizer_cmd", required=True)
     t = tsub.add_parser("train", help="train a WordPiece vocabulary on a corpus")
-    t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH")
-    t.add_argument("--vocab-size", type=int, default=30000)
-    t.add_argument("--out", required=True)
-    t.add_argument("--uncased", action="store_true")
-    t.add_argument("--one-doc-per-line", action="store_true")
-    t.add_argument("--alpha", type=float, default=0.3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
+                   help="text to train on (files, folders, globs); repeatable")
+    t.add_argument("--vocab-size", type=int, default=30000, help="WordPiece vocabulary size")
+    t.add_argument("--out", required=True, help="tokenizer directory to write")
+    t.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
+    t.add_argument("--one-doc-per-line", action="store_true",
+                   help="each line is a document (else blank lines separate documents)")
+    t.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
+    t.add_argument("--seed", type=int, default=0, help="seed of the language sampling")
     t.set_defaults(func=run_tokenizer_train)
 
 
@@ -173,14 +186,16 @@ def run_tokenizer_train(a: argparse.Namespace) -> int:
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="tokenize a corpus once into memmap shards (cached)")
-    p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH")
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
+                   help="text to tokenize (files, folders, globs); repeatable")
+    p.add_argument("--tokenizer", required=True, help="a tokenizer directory")
+    p.add_argument("--out", required=True, help="folder for the shards (a cache keyed by config)")
     p.add_argument("--seq-len", type=int, default=512,
                    help="recorded for reference; sequences are cut at training time")
-    p.add_argument("--one-doc-per-line", action="store_true")
-    p.add_argument("--alpha", type=float, default=0.3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--one-doc-per-line", action="store_true",
+                   help="each line is a document (else blank lines separate documents)")
+    p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split")
     p.set_defaults(func=run_prepare)
 
 
@@ -201,9 +216,9 @@ def run_prepare(a: argparse.Namespace) -> int:
 def add_fill_mask(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
     p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT directory")
-    p.add_argument("text", nargs="+")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("text", nargs="+", help="prompts with one or more [MASK]")
+    p.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
+    p.add_argument("--json", action="store_true", help="one JSON line per prompt")
     p.set_defaults(func=run_fill_mask)
 
 
@@ -224,8 +239,8 @@ def run_fill_mask(a: argparse.Namespace) -> int:
 
 def add_export_hf(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM loads")
-    p.add_argument("model")
-    p.add_argument("out")
+    p.add_argument("model", help="a run or a checkpoint (post-LN)")
+    p.add_argument("out", help="directory to write")
     p.set_defaults(func=run_export_hf)
 
 
@@ -239,11 +254,11 @@ def run_export_hf(a: argparse.Namespace) -> int:
 def add_mask_preview(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mask-preview", help="show what a recipe's masking does to real data")
     add_masking_args(p)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="shards made by `maskedlm prepare`")
     p.add_argument("--n", type=int, default=3, help="examples to print")
     p.add_argument("--stats", action="store_true", help="statistics over --sequences sequences")
-    p.add_argument("--sequences", type=int, default=200)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--sequences", type=int, default=200, help="sequences the statistics cover")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_mask_preview)
 
 
