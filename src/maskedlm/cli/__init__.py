@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     a = parser.parse_args(argv)
+    a.command_line = ["maskedlm", *argv]  # recorded in run records and model cards
     if not getattr(a, "func", None):
         parser.print_help()
         return 0

@@ -46,6 +46,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="padded tokens per batch (default: 512 on CPU, 16384 on GPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run a directory written by `maskedlm export-onnx` with ONNX Runtime")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,7 +55,7 @@ def _load(a: argparse.Namespace, path: str | None = None) -> Any:
     from maskedlm.api import load
 
     # Contextual embeddings use the encoder alone: no warning about a fresh MLM head.
-    return load(path or a.model, device=a.device, warn_fresh=False)
+    return load(path or a.model, device=a.device, warn_fresh=False, backend=a.backend)
 
 
 def _run_kw(a: argparse.Namespace) -> dict[str, Any]:

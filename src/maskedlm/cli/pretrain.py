@@ -1,4 +1,5 @@
-"""``maskedlm pretrain``, ``tokenizer``, ``prepare``, ``fill-mask``, ``mask-preview``, ``export-hf``.
+"""``maskedlm pretrain``, ``tokenizer``, ``prepare``, ``fill-mask``, ``mask-preview``, and the
+exports ``export-hf``, ``export-st``, ``export-onnx``.
 
 The main CLI (:mod:`maskedlm.cli`) calls :func:`register`; handlers raise
 ``MaskedLMError`` for user errors (exit code 2) and return an exit status.
@@ -124,7 +125,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
         pre_layer_norm=a.pre_ln, eval_sequences=a.eval_sequences, dropout=a.dropout,
-        resume=a.resume, device=a.device, train=tcfg)
+        resume=a.resume, device=a.device, train=tcfg, command=a.command_line)
     record = pretrain(opts)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -237,17 +238,39 @@ def run_fill_mask(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_export_hf(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM loads")
+def add_exports(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM loads "
+                                         "(+ a model card)")
     p.add_argument("model", help="a run or a checkpoint (post-LN)")
     p.add_argument("out", help="directory to write")
-    p.set_defaults(func=run_export_hf)
+    p.set_defaults(func=run_export)
+    p = sub.add_parser("export-st", help="write a directory sentence_transformers."
+                                         "SentenceTransformer loads (+ a model card)")
+    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT dir (post-LN)")
+    p.add_argument("out", help="directory to write")
+    p.add_argument("--pool", choices=["mean", "cls", "max"], default="mean",
+                   help="sentence vector from the last layer's tokens")
+    p.add_argument("--normalize", action="store_true", help="unit-length vectors (a Normalize module)")
+    p.set_defaults(func=run_export)
+    p = sub.add_parser("export-onnx", help="write an ONNX graph of the encoder, or of encoder and "
+                                           "task head for a fine-tuned run (+ a model card)")
+    p.add_argument("model", help="a run, a checkpoint, a Hugging Face BERT dir or a fine-tuned run")
+    p.add_argument("out", help="directory to write (model.onnx, onnx.json, config, tokenizer)")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none",
+                   help="int8: ONNX Runtime's dynamic quantization of the weights")
+    p.set_defaults(func=run_export)
 
 
-def run_export_hf(a: argparse.Namespace) -> int:
-    from maskedlm.checkpoint import export_hf
+def run_export(a: argparse.Namespace) -> int:
+    from maskedlm import export
 
-    print(f"exported to {export_hf(a.model, a.out)}")
+    if a.command == "export-hf":
+        out = export.export_hf(a.model, a.out, a.command_line)
+    elif a.command == "export-st":
+        out = export.export_st(a.model, a.out, a.pool, a.normalize, a.command_line)
+    else:
+        out = export.export_onnx(a.model, a.out, a.quantize, a.command_line)
+    print(f"exported to {out} (model card: {out}/README.md)")
     return 0
 
 
@@ -284,7 +307,7 @@ def run_mask_preview(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- registration
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add pretrain, tokenizer, prepare, fill-mask, mask-preview and export-hf to ``maskedlm``."""
+    """Add pretrain, tokenizer, prepare, fill-mask, mask-preview and the exports to ``maskedlm``."""
     for add in (add_pretrain, add_tokenizer, add_prepare, add_fill_mask, add_mask_preview,
-                add_export_hf):
+                add_exports):
         add(sub)

@@ -105,6 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="spans: entity when 1 - p(NULL) >= this (default: the saved one)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _backend(p)
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("predict", help="labels or entities of a fine-tuned run")
@@ -113,7 +114,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pair", action="append", default=None,
                    help="second sentence for a pair run, once per TEXT (default: none)")
     p.add_argument("--json", action="store_true", help="one JSON line per input")
+    _backend(p)
     p.set_defaults(func=run_predict)
+
+
+def _backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run a directory written by `maskedlm export-onnx` from the run, "
+                        "with ONNX Runtime")
 
 
 def _task_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -170,7 +178,7 @@ def _calibrate(run: str, dev: str) -> dict[str, Any]:
 def run_evaluate(a: argparse.Namespace) -> int:
     from maskedlm.tasks.finetune import load_task
 
-    m = load_task(a.run)
+    m = load_task(a.run, backend=a.backend)
     m.batch_size = a.batch_size
     if a.viterbi is not None and m.task.kind == "tag":
         m.task.viterbi = a.viterbi  # type: ignore[attr-defined]
@@ -195,7 +203,7 @@ def run_evaluate(a: argparse.Namespace) -> int:
 def run_predict(a: argparse.Namespace) -> int:
     from maskedlm.tasks.finetune import load_task
 
-    m = load_task(a.run)
+    m = load_task(a.run, backend=a.backend)
     inputs: list[Any] = list(a.text)
     if m.task.kind == "pair":
         if not a.pair or len(a.pair) != len(a.text):

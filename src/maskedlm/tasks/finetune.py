@@ -35,6 +35,7 @@ from maskedlm.checkpoint import (
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.spans import SpanTask
@@ -184,13 +185,9 @@ class TaskPredictor:
                                   self.batch_size)
 
 
-def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredictor:
-    """Load a run directory written by :func:`finetune`.
-
-    >>> m = load_task("runs/ner")  # doctest: +SKIP
-    """
-    path = Path(path)
-    meta_file = path / TASK_FILE
+def read_task_meta(path: str | Path) -> tuple[Task, dict[str, Any]]:
+    """The task object and the contents of a run's ``task.json``."""
+    meta_file = Path(path) / TASK_FILE
     if not meta_file.is_file():
         raise MaskedLMError(f"{path}: no task head ({TASK_FILE}); not a fine-tuned run directory")
     try:
@@ -198,6 +195,23 @@ def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredi
         task = make_task(meta["task"], labels=meta["labels"], **meta.get("options", {}))
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise MaskedLMError(f"{meta_file}: corrupt task file ({type(e).__name__}: {e})") from None
+    return task, meta
+
+
+def load_task(path: str | Path, device: str | torch.device = "cpu",
+              backend: str = "torch") -> TaskPredictor:
+    """Load a run directory written by :func:`finetune`, or (``backend="onnx"``) one
+    written by ``maskedlm export-onnx`` from such a run.
+
+    >>> m = load_task("runs/ner")  # doctest: +SKIP
+    """
+    path = Path(path)
+    task, meta = read_task_meta(path)
+    check_backend(backend, device)
+    if backend == "onnx":
+        onnx_model = OnnxTaskModel(OnnxSession(path))
+        return TaskPredictor(onnx_model, Tokenizer.load(path), task,  # type: ignore[arg-type]
+                             int(meta.get("max_length", 256)), path)
     pretrained, ckpt = load_model(path)
     tok = Tokenizer.load(ckpt)
     model = TaskModel(pretrained.bert, task.make_head(pretrained.config))
