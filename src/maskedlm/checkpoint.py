@@ -126,8 +126,11 @@ def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 # ----------------------------------------------------------------------------- writing
-def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last)."""
+def atomic_write_dir(target: Path, write: Callable[[Path], None], keep: Iterable[str] = ()) -> Path:
+    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last).
+
+    Entries of the old ``target`` named in ``keep`` move into the new one (a rename: files
+    another writer holds open, such as TensorBoard's event file, stay valid)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
@@ -142,6 +145,9 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
+    for name in keep:
+        if (old / name).exists() and not (target / name).exists():
+            os.replace(old / name, target / name)
     shutil.rmtree(old, ignore_errors=True)
     return target
 

@@ -40,7 +40,7 @@ from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.train import autocast
+from maskedlm.train import TENSORBOARD_DIR, autocast, tensorboard_writer, write_scalars
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -140,7 +140,8 @@ def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, 
                 "max_length": cfg.max_length, "metrics": metrics, "finetune": asdict(cfg)}
         (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
-    return atomic_write_dir(Path(out), write)
+    # tb/ (TensorBoard's open event file) moves into each new copy of the run directory
+    return atomic_write_dir(Path(out), write, keep=(TENSORBOARD_DIR,))
 
 
 class TaskPredictor:
@@ -307,6 +308,7 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     bad_evals, step, seen, train_time = 0, 0, 0, 0.0
     lengths = [len(f["input_ids"]) for f in feats]
     bar = _progress(total, cfg.progress)
+    tb = tensorboard_writer(Path(out))  # OUT/tb/ beside the run, with the tensorboard extra
 
     def evaluate_and_keep() -> bool:
         """Evaluate on dev, save when it is the best so far; False means stop early."""
@@ -319,6 +321,7 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
                 metrics = task.evaluate(model, dev_ex, tok, max_length, cfg.eval_batch_size)
             record["dev"] = {k: v for k, v in metrics.items() if k != "per_type"}
         history.append(record)
+        write_scalars(tb, {**record, "lr": sched.get_last_lr()[0]}, step)
         if cfg.progress:
             bar.write(json.dumps(record))
         score = record.get("dev", {}).get(task.metric)
@@ -355,6 +358,8 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
             if stop or step >= total:
                 break
     bar.close()
+    if tb is not None:
+        tb.close()
     assert best is not None
     return {"out": str(out), "task": task.kind, "steps": step, "best": best,
             "train_examples_per_s": round(seen / max(train_time, 1e-9), 2),
