@@ -148,21 +148,22 @@ class WordNetInventory:
             out += [(b, pos) for b in dict.fromkeys(bases) if b and self.candidates(b, pos)]
         return out
 
-    def definition(self, key: str) -> str:
+    def _synset(self, key: str) -> Any:
         # via index.sense, not lemma_from_key, which leaves a file handle open
         found = self._key_map().get(key)
         if found is None:
-            return ""
+            return None
         offset, pos = found.split("-")
-        return str(self.wn.synset_from_pos_and_offset(pos, int(offset)).definition())
+        return self.wn.synset_from_pos_and_offset(pos, int(offset))
+
+    def definition(self, key: str) -> str:
+        synset = self._synset(key)
+        return "" if synset is None else str(synset.definition())
 
     def synset_name(self, key: str) -> str:
         """``die.v.01`` for ``die%2:30:00::``; empty for a key WordNet does not have."""
-        found = self._key_map().get(key)
-        if found is None:
-            return ""
-        offset, pos = found.split("-")
-        return str(self.wn.synset_from_pos_and_offset(pos, int(offset)).name())
+        synset = self._synset(key)
+        return "" if synset is None else str(synset.name())
 
 
 def _open_wordnet(path: Path) -> Any:
