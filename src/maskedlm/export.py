@@ -332,8 +332,9 @@ def model_card(model: str | Path, kind: str, command: list[str] | None = None,
             "normalisation": "pre-LN" if cfg.get("pre_layer_norm") else "post-LN (as BERT)",
             "parameters": f"{info['parameters'] / 1e6:.2f}M" if info.get("parameters") else None}
     lines += [f"| {k} | {v} |" for k, v in arch.items() if v is not None]
-    lines += ["", "## Training", ""]
     opts = info.get("options") or {}
+    if opts or not task:
+        lines += ["", "## Training", ""]
     if opts:
         train = opts.get("train") or {}
         facts = {"recipe": opts.get("recipe"), "data": info.get("data"),
@@ -349,16 +350,20 @@ def model_card(model: str | Path, kind: str, command: list[str] | None = None,
         lines += [f"| {k} | {v} |" for k, v in facts.items() if v is not None]
         if opts.get("command"):
             lines += ["", "Pretrained with:", "", "```", " ".join(opts["command"]), "```"]
-    else:
+    elif not task:
         lines += [f"No run record beside the weights ({ckpt}): a model imported from elsewhere."]
     if task:
-        dev = {k: v for k, v in (task.get("metrics") or {}).get("dev", {}).items()
-               if isinstance(v, int | float)}
+        best = task.get("metrics") or {}
+        ft = task.get("finetune") or {}
         lines += ["", "## Fine-tuning", "", f"Task `{task['task']}` with labels "
                   + ", ".join(f"`{x}`" for x in task.get("labels", [])) + "."]
-        if dev:
-            lines += ["", "| dev metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_round(v)} |" for k, v in dev.items()]
+        facts = {"best step": best.get("step"), "epochs": ft.get("epochs"), "learning rate": ft.get("lr"),
+                 "batch size": ft.get("batch_size"), "max length": task.get("max_length"),
+                 "frozen": ft.get("freeze"), "seed": ft.get("seed")}
+        facts.update({f"dev {k}": _round(v) for k, v in (best.get("dev") or {}).items()
+                      if isinstance(v, int | float) and not isinstance(v, bool)})
+        lines += ["", "| field | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in facts.items() if v is not None]
     card = _find_scorecard(run)
     if card:
         lines += ["", "## Scorecard", "", markdown([card]).rstrip()]
@@ -382,8 +387,9 @@ def _usage(kind: str, st: dict[str, Any] | None, onnx: dict[str, Any] | None,
                 else 'load("PATH", backend="onnx").encode(["A cat sat on the mat."])')
         return [f"An ONNX graph of the {what}; weights {'int8 (dynamic quantization)' if q == 'int8' else 'fp32'};"
                 " dynamic batch and sequence axes.", "", "```python", "from maskedlm import load",
-                call, "```", "", "or `maskedlm embed PATH --backend onnx ...` / "
-                "`maskedlm predict PATH --backend onnx ...`."]
+                call, "```", "", "or `maskedlm " + ("predict PATH TEXT" if task else
+                                                    "embed PATH --input FILE --out X.npy")
+                + " --backend onnx`."]
     return ["```python", "from transformers import pipeline",
             'fill = pipeline("fill-mask", model="PATH")', 'fill("The capital of France is [MASK].")',
             "```"]
