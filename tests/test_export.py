@@ -199,6 +199,11 @@ def test_onnx_task_graph_holds_the_head_and_matches(capsys, tmp_path, tiny_encod
     assert code == 0, err
     meta = json.loads((tmp_path / "onnx" / "onnx.json").read_text())
     assert meta["task"] and meta["outputs"] == ["logits"]
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    pipeline = "text-classification" if kind == "classify" else "token-classification"
+    assert f"pipeline_tag: {pipeline}" in card and f"Task `{kind}`" in card
+    best = json.loads((tmp_path / kind / "task.json").read_text())["metrics"]
+    assert f"| best step | {best['step']} |" in card
     torch_run = maskedlm.load(tmp_path / kind)
     onnx_run = maskedlm.load(tmp_path / "onnx", backend="onnx")
     task = torch_run.task
