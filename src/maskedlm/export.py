@@ -20,6 +20,7 @@ did, from the files the run wrote (``run.json``, ``metrics.jsonl``, ``task.json`
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -226,10 +227,20 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
             torch.onnx.export(graph, args, str(fp32), input_names=names, output_names=outputs,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         if quantize == "int8":
-            # Dynamic quantization: int8 weights, activations quantized per batch at run
-            # time (ONNX Runtime's recipe for transformer encoders on CPU).
+            # Dynamic quantization: int8 weights (a scale per output channel),
+            # activations quantized per batch at run time (ONNX Runtime's recipe for
+            # transformer encoders on CPU).
             int8 = tmp / "model.int8.onnx"
-            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # its advice to pre-process is logged on the root logger
+            try:
+                # Per-channel scales: on SST-2 dev (MiniLM fine-tuned on 3,000 examples)
+                # per-tensor int8 lost 1.1 points of accuracy, per-channel none (+0.5).
+                quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
+                                 per_channel=True)
+            finally:
+                root.setLevel(level)
             fp32.unlink()
             int8.rename(fp32)
         config.save(tmp / CONFIG_NAME)
