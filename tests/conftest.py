@@ -50,3 +50,29 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs ../shared/data/{name} beside the repository")
     return path
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``maskedlm ARGV`` in-process: (exit code, stdout, stderr)."""
+    from maskedlm.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def save_tiny_encoder(path: Path, words: list[str], vocab_size: int = 100) -> Path:
+    """A random 2-layer encoder (hidden 32) with a tokenizer trained on ``words``."""
+    import torch
+
+    from maskedlm.checkpoint import save_checkpoint
+    from maskedlm.data.tokenizer import train_tokenizer
+    from maskedlm.models.config import ModelConfig
+    from maskedlm.models.heads import BertForPreTraining
+
+    tok = train_tokenizer([[" ".join(words)] * 20], vocab_size=vocab_size, lowercase=True,
+                          show_progress=False)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    return save_checkpoint(path, BertForPreTraining(cfg), tok)

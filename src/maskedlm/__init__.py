@@ -5,10 +5,15 @@
 >>> model.fill_mask("Return the [MASK] of the list.")  # doctest: +SKIP
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 
-__version__ = "0.1.0"
+try:  # one source of truth: pyproject.toml's version, as installed
+    __version__ = version("maskedlm")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 __all__ = ["ModelConfig", "MaskedLMError", "MaskedLM", "load", "load_task", "__version__"]
 
 

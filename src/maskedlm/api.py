@@ -17,17 +17,22 @@ from maskedlm.checkpoint import load_model
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.onnx_backend import OnnxPretrained, OnnxSession, check_backend, read_onnx_config
 
 
 class MaskedLM:
     """A loaded encoder with its tokenizer; plain Python/NumPy in and out."""
 
     def __init__(self, model: BertForPreTraining, tokenizer: Tokenizer, path: Path | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu",
+                 encode_defaults: dict[str, Any] | None = None) -> None:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.path = path
         self.device = torch.device(device)
+        # A sentence-transformers directory's pooling and normalisation, so encode()
+        # gives the vectors SentenceTransformer(path).encode() gives.
+        self.encode_defaults = dict(encode_defaults or {})
 
     @property
     def config(self):
@@ -40,7 +45,7 @@ class MaskedLM:
         (2, 384)
         """
         from maskedlm.embeddings.pooling import encode
-        return encode(self, texts, **kw)
+        return encode(self, texts, **{**self.encode_defaults, **kw})
 
     def embed_words(self, sentences: list[str] | list[list[str]], **kw: Any) -> list[np.ndarray]:
         """A (words, H) array per sentence; see :func:`maskedlm.embeddings.embed_words`.
@@ -74,21 +79,56 @@ class MaskedLM:
                 for srow, irow in zip(scores.tolist(), idx.tolist(), strict=True)]
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool = True) -> Any:
-    """Load our checkpoint, a run directory or a Hugging Face BERT directory as a
-    :class:`MaskedLM`; a fine-tuned run (with ``task.json``) as a task predictor.
-    A checkpoint without an MLM head gets a fresh one and a warning, unless
-    ``warn_fresh=False`` (callers that only use the encoder's vectors).
+def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool = True,
+         backend: str = "torch") -> Any:
+    """Load our checkpoint, a run directory, a Hugging Face BERT directory or a
+    sentence-transformers directory as a :class:`MaskedLM`; a fine-tuned run (with
+    ``task.json``) as a task predictor. A checkpoint without an MLM head gets a fresh
+    one and a warning, unless ``warn_fresh=False`` (callers that only use the encoder's
+    vectors). ``backend="onnx"`` runs a directory written by ``maskedlm export-onnx``
+    through ONNX Runtime instead of PyTorch.
 
     >>> model = load("runs/span-mini")  # doctest: +SKIP
     >>> load("runs/ner").predict("Anna met Bob in Lima.")  # doctest: +SKIP
+    >>> load("runs/mini-onnx", backend="onnx").encode(["A cat sat."])  # doctest: +SKIP
     """
+    check_backend(backend, device)
     if (Path(path) / "task.json").is_file():
         from maskedlm.tasks import load_task
-        return load_task(path, device)
-    model, ckpt = load_model(path, warn_fresh=warn_fresh)
+        return load_task(path, device, backend)
+    if backend == "onnx":
+        session = OnnxSession(path)  # first: its error says how to make one
+        model: Any = OnnxPretrained(session, read_onnx_config(path))
+        ckpt = Path(path)
+    else:
+        model, ckpt = load_model(path, warn_fresh=warn_fresh)
     tokenizer = Tokenizer.load(ckpt)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise MaskedLMError(f"{ckpt}: tokenizer has {tokenizer.vocab_size} tokens but the "
                             f"embedding table has {model.config.vocab_size}")
-    return MaskedLM(model, tokenizer, ckpt, device)
+    return MaskedLM(model, tokenizer, ckpt, device, encode_defaults=st_pooling(ckpt))
+
+
+def st_pooling(path: Path) -> dict[str, Any]:
+    """``encode()`` defaults of a sentence-transformers directory (its pooling and
+    normalisation modules, per ``modules.json``); empty for any other directory."""
+    import json
+
+    modules_file = Path(path) / "modules.json"
+    if not modules_file.is_file():
+        return {}
+    try:
+        modules = json.loads(modules_file.read_text())
+        out: dict[str, Any] = {"normalize": any(m["type"].endswith(".Normalize") for m in modules)}
+        for m in modules:
+            if m["type"].endswith(".Pooling"):
+                cfg = json.loads((Path(path) / m["path"] / "config.json").read_text())
+                out["pool"] = cfg.get("pooling_mode") or next(
+                    k[len("pooling_mode_"):].replace("_tokens", "").replace("_token", "")
+                    for k, v in cfg.items() if k.startswith("pooling_mode_") and v)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, StopIteration) as e:
+        raise MaskedLMError(f"{modules_file}: not a sentence-transformers layout we read "
+                            f"({type(e).__name__})") from None
+    if out.get("pool", "mean") not in ("mean", "cls", "max"):
+        raise MaskedLMError(f"{modules_file}: pooling {out['pool']!r} is not one of mean, cls, max")
+    return out

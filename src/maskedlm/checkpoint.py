@@ -145,8 +145,11 @@ def recover_interrupted_swap(target: Path) -> bool:
     return True
 
 
-def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last)."""
+def atomic_write_dir(target: Path, write: Callable[[Path], None], keep: Iterable[str] = ()) -> Path:
+    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last).
+
+    Entries of the old ``target`` named in ``keep`` move into the new one (a rename: files
+    another writer holds open, such as TensorBoard's event file, stay valid)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(target)
@@ -165,6 +168,9 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> Path:
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
+    for name in keep:
+        if (old / name).exists() and not (target / name).exists():
+            os.replace(old / name, target / name)
     shutil.rmtree(old, ignore_errors=True)
     return target
 

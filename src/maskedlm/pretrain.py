@@ -112,6 +112,7 @@ class PretrainOptions:
     resume: bool | Literal["auto"] = False  # auto: resume when OUT holds a checkpoint
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    command: list[str] | None = None  # the command line, recorded in run.json for model cards
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:

@@ -306,8 +306,31 @@ def autocast(precision: str, device: torch.device):
     return nullcontext()
 
 
+TENSORBOARD_DIR = "tb"
+
+
+def tensorboard_writer(out_dir: Path) -> Any:
+    """A ``SummaryWriter`` on ``out_dir/tb/`` with the ``tensorboard`` extra installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the extra is optional: metrics.jsonl alone, as before
+        return None
+    return SummaryWriter(str(Path(out_dir) / TENSORBOARD_DIR))
+
+
+def write_scalars(writer: Any, record: dict[str, Any], step: int, prefix: str = "") -> None:
+    """Every number in ``record`` as a scalar at ``step``; nested dicts as ``dev/f1`` tags."""
+    if writer is None:
+        return
+    for k, v in record.items():
+        if isinstance(v, dict):
+            write_scalars(writer, v, step, f"{prefix}{k}/")
+        elif k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+            writer.add_scalar(prefix + k, v, step)
+
+
 class MetricsLog:
-    """metrics.jsonl (+ TensorBoard when installed); only rank 0 writes."""
+    """metrics.jsonl (+ TensorBoard scalars in ``tb/`` when installed); only rank 0 writes."""
 
     def __init__(self, out_dir: Path, enabled: bool, resume_step: int = 0) -> None:
         self.enabled = enabled
@@ -322,21 +345,18 @@ class MetricsLog:
             self.path.write_text("".join(ln + "\n" for ln in keep))
         elif self.path.exists():
             self.path.unlink()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-        except Exception:  # noqa: BLE001 - TensorBoard is optional
-            self.tb = None
+        self.tb = tensorboard_writer(out_dir)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        write_scalars(self.tb, record, record["step"])
+
+    def close(self) -> None:
         if self.tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, record["step"])
+            self.tb.close()  # flushes the event file
 
 
 @torch.no_grad()
@@ -482,6 +502,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         finally:
             prefetch.close()
             bar.close()
+            log.close()
     return record
 
 

@@ -167,3 +167,42 @@ def test_embedding_commands_do_not_warn_about_an_unused_fresh_head(tmp_path, rec
     assert not [w for w in recwarn if "freshly initialised" in str(w.message)]
     assert main(["fill-mask", str(minilm.get_model_path()), "The [MASK] sat."]) == 0
     assert [w for w in recwarn if "freshly initialised" in str(w.message)]  # there it matters
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
+def test_plot_senses_labels_senses_by_synset_and_gloss(ckpt, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="pip install 'maskedlm[plot]'")
+    pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
+    from maskedlm.embeddings.wsd import WordNetInventory
+
+    keys = ["bank%1:17:01::", "bank%1:14:00::"]
+    semcor = tmp_path / "semcor.jsonl"
+    semcor.write_text("".join(json.dumps({"tokens": s.split(), "lemmas": [
+        "bank" if w == "bank" else None for w in s.split()], "sense_keys": [
+        [k] if w == "bank" else None for w in s.split()]}) + "\n"
+        for s, k in zip(SENTENCES[:2] + SENTENCES[4:6], keys * 2, strict=True)))
+    wordnet = DATA / "wordnet" / "dict"
+    out = tmp_path / "bank.png"
+    r = run_json(capsys, ["plot-senses", str(ckpt), "--word", "bank", "--senses", "semcor",
+                          "--semcor", str(semcor), "--wordnet", str(wordnet), "--out", str(out),
+                          "--projection", "pca", "--json"])
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    inventory = WordNetInventory(wordnet)
+    for key in keys:  # e.g. "bank.n.01: sloping land (especially the slope…"
+        offset = int(inventory.wn.index_sense()[key].split("-")[0])
+        synset = inventory.wn.synset_from_pos_and_offset("n", offset)
+        label = next(lab for lab in r["labels"] if lab.startswith(synset.name() + ": "))
+        gloss = label.split(": ", 1)[1].rstrip("…")
+        assert synset.definition().startswith(gloss) and len(label) <= len(synset.name()) + 42
+        assert r["labels"][label] == 2 and key not in label
+
+
+@pytest.mark.slow  # numba compiles UMAP on first use: tens of seconds on 2 cores
+def test_plot_senses_projects_with_umap_when_installed(ckpt, corpus, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="pip install 'maskedlm[plot]'")
+    pytest.importorskip("umap", reason="needs the umap extra: pip install -e '.[umap]'")
+    r = run_json(capsys, ["plot-senses", str(ckpt), "--word", "bank", "--corpus", str(corpus),
+                          "--out", str(tmp_path / "b.png"), "--clusters", "2", "--json"])
+    assert r["projection"] == "umap" and r["instances"] == 12

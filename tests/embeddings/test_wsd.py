@@ -222,3 +222,15 @@ def test_semcor_annotations_match_raganato():
     # Raganato et al. (2017): 37,176 sentences and 226,036 annotations after key filtering
     assert stats["sentences"] == len(sentences) == 37176
     assert stats["annotations"] == 226036
+
+
+def test_sense_labels_are_a_name_and_a_short_gloss():
+    from maskedlm.embeddings.wsd import DictInventory, sense_label, short_gloss
+
+    gloss = "pass from physical life and lose all bodily attributes and functions"
+    cut = short_gloss(gloss, 30)
+    assert len(cut) <= 30 and cut.endswith("…") and gloss.startswith(cut[:-1])
+    assert short_gloss("a short one", 30) == "a short one"
+    inv = DictInventory({("die", "v"): ["die%2:39:00::"]}, {"die%2:39:00::": gloss})
+    assert sense_label(inv, "die%2:39:00::", 30) == f"die%2:39:00::: {cut}"  # no synsets: the key
+    assert sense_label(inv, "unknown%1:00:00::") == "unknown%1:00:00::"

@@ -19,6 +19,7 @@ import sys
 import warnings
 from typing import Any
 
+from maskedlm import __version__
 from maskedlm.cli import embeddings, pretrain, scorecard, tasks
 from maskedlm.errors import (
     EXIT_INTERRUPTED,
@@ -37,12 +38,47 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"maskedlm: error: {self.prog}: {message} (see --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it.
+
+    Like ``argparse.ArgumentDefaultsHelpFormatter``, but flags read ``(default: off)``
+    rather than ``False``, repeatable options ``(default: none)`` rather than ``[]``, and a
+    ``None`` default adds nothing: such a flag's help says in words what happens without
+    it (``tests/cli/test_cli_help.py`` checks that every one does).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or action.default is None or "default" in text.lower()):
+            return text
+        d = action.default
+        if isinstance(d, bool):
+            shown = "on" if d else "off"
+        elif d == []:
+            shown = "none"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
+def iter_parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every subcommand's parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                yield from iter_parsers(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="maskedlm", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version="maskedlm 0.1.0")
+    parser.add_argument("--version", action="version", version=f"maskedlm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (pretrain, tasks, embeddings, scorecard):
         module.register(sub)
+    for p in iter_parsers(parser):
+        p.formatter_class = DefaultsHelpFormatter
     return parser
 
 
@@ -56,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         a = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    a.command_line = ["maskedlm", *argv]  # recorded in run records and model cards
     if not getattr(a, "func", None):
         parser.print_help()
         return 0

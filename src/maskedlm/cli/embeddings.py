@@ -36,7 +36,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="last, last4-sum, last4-mean or N,M,.. (0 = embeddings; averaged)")
     p.add_argument("--pool", default="mean", choices=["mean", "first", "cls"],
                    help="a word's sub-words: mean or first; a sentence: mean or cls")
-    p.add_argument("--standardize", metavar="STATS.npz", help="z-score with `standardize fit` stats")
+    p.add_argument("--standardize", metavar="STATS.npz", help="z-score with `standardize fit` stats (default: raw vectors)")
     _run_args(p)
 
 
@@ -45,15 +45,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="window length in tokens (default: the model's positions)")
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="padded tokens per batch (default: 512 on CPU, 16384 on GPU)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run a directory written by `maskedlm export-onnx` with ONNX Runtime")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _load(a: argparse.Namespace, path: str | None = None) -> Any:
     from maskedlm.api import load
 
     # Contextual embeddings use the encoder alone: no warning about a fresh MLM head.
-    model = load(path or a.model, device=a.device, warn_fresh=False)
+    model = load(path or a.model, device=a.device, warn_fresh=False, backend=a.backend)
     if not hasattr(model, "embed_words"):
         raise MaskedLMError(f"{path or a.model}: a fine-tuned run (task.json); {a.command} needs "
                             "a pretrained encoder (the run's --model)")
@@ -303,7 +305,7 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str,
     """A subcommand over a model, with ``--json`` output and its handler."""
     p = sub.add_parser(name, help=help)
     _model_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=func)
     return p
 
@@ -314,7 +316,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p)
     p.add_argument("--input", required=True, help="text file, one sentence per line")
     p.add_argument("--out", required=True, help="x.npy (float32); rows listed in x.rows.jsonl")
-    p.add_argument("--unit", choices=["word", "subword", "sentence"], default="word")
+    p.add_argument("--unit", choices=["word", "subword", "sentence"], default="word",
+                   help="one vector per word, per sub-word or per sentence")
     p.add_argument("--pretokenized", action="store_true", help="words are separated by spaces")
     p.set_defaults(func=run_embed)
 
@@ -323,12 +326,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = _command(ssub, "fit", "mean and std per dimension of word vectors over a corpus",
                  run_standardize_fit)
     _corpus_args(f)
-    f.add_argument("--out", required=True)
+    f.add_argument("--out", required=True, help="stats.npz to write")
 
     p = _command(sub, "anisotropy", "mean cosine of random word-instance pairs (Ethayarajh 2019)",
                  run_anisotropy)
     _corpus_args(p, max_sentences=1000)
-    p.add_argument("--pairs", type=int, default=10000)
+    p.add_argument("--pairs", type=int, default=10000, help="random pairs averaged")
 
     p = sub.add_parser("similarity", help="word similarity in context (WiC) and of word types")
     simsub = p.add_subparsers(dest="similarity_cmd", required=True)
@@ -336,7 +339,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--data", required=True, help="WiC folder with train/dev .data.txt and .gold.txt")
     w = _command(simsub, "words", "Spearman vs human ratings (SimLex-999, WordSim-353)", run_words)
     w.add_argument("--pairs", required=True, help="word1<TAB>word2<TAB>score file")
-    w.add_argument("--corpus", action="append", required=True, metavar="PATH")
+    w.add_argument("--corpus", action="append", required=True, metavar="PATH",
+                   help="text the words' contexts come from (repeatable)")
     w.add_argument("--max-occurrences", type=int, default=10, help="contexts averaged per word")
 
     p = sub.add_parser("wsd", help="1-nearest-neighbour word sense disambiguation")
@@ -356,26 +360,28 @@ def register(sub: argparse._SubParsersAction) -> None:
             e.add_argument("--data", required=True, help="*.data.xml")
             e.add_argument("--gold", required=True, help="*.gold.key.txt")
         else:
-            e.add_argument("text", nargs="+")
-        e.add_argument("--model", help="override the model recorded in the senses folder")
-        e.add_argument("--wordnet", help="override the WordNet folder recorded there")
-        e.add_argument("--json", action="store_true")
+            e.add_argument("text", nargs="+", help="sentences (one argument each)")
+        e.add_argument("--model", help="model to embed with (default: the one recorded in the senses folder)")
+        e.add_argument("--wordnet", help="WordNet dict/ folder (default: the one recorded in the senses folder)")
+        e.add_argument("--json", action="store_true", help="print JSON")
         _run_args(e)
         e.set_defaults(func=run_wsd_eval if name == "eval" else run_wsd_predict)
 
     p = sub.add_parser("plot-senses", help="2-D picture of one word's instances (PNG)")
     _model_args(p)
-    p.add_argument("--word", required=True)
+    p.add_argument("--word", required=True, help="the word whose instances are plotted")
     p.add_argument("--out", required=True, help="a .png file")
-    p.add_argument("--corpus", action="append", default=[], metavar="PATH")
-    p.add_argument("--senses", choices=["semcor"], help="colour by SemCor sense tags (else k-means)")
-    p.add_argument("--semcor", help="semcor3.0.jsonl.gz, with --senses semcor")
-    p.add_argument("--wordnet", help="WordNet dict/ folder, with --senses semcor")
-    p.add_argument("--max-instances", type=int, default=200)
-    p.add_argument("--clusters", type=int, default=3)
-    p.add_argument("--projection", choices=["auto", "umap", "pca"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="text to find the word in (repeatable; not needed with --senses semcor)")
+    p.add_argument("--senses", choices=["semcor"], help="colour by SemCor sense tags (default: by k-means clusters)")
+    p.add_argument("--semcor", help="semcor3.0.jsonl.gz, with --senses semcor (default: none)")
+    p.add_argument("--wordnet", help="WordNet dict/ folder, with --senses semcor (default: none)")
+    p.add_argument("--max-instances", type=int, default=200, help="instances plotted at most")
+    p.add_argument("--clusters", type=int, default=3, help="k-means clusters (without --senses)")
+    p.add_argument("--projection", choices=["auto", "umap", "pca"], default="auto",
+                   help="auto: UMAP when umap-learn is installed, else PCA")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling, k-means and UMAP")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_plot_senses)
 
 
@@ -384,4 +390,4 @@ def _corpus_args(p: argparse.ArgumentParser, max_sentences: int = 5000) -> None:
                    help="text files/folders (repeatable)")
     p.add_argument("--max-sentences", type=int, default=max_sentences,
                    help="uniform sample of sentences (3..64 words)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sentence sample")

@@ -1,4 +1,5 @@
-"""``maskedlm pretrain``, ``tokenizer``, ``prepare``, ``fill-mask``, ``mask-preview``, ``export-hf``.
+"""``maskedlm pretrain``, ``tokenizer``, ``prepare``, ``fill-mask``, ``mask-preview``, and the
+exports ``export-hf``, ``export-st``, ``export-onnx``.
 
 The main CLI (:mod:`maskedlm.cli`) calls :func:`register`; handlers raise
 ``MaskedLMError`` for user errors (exit code 2) and return an exit status.
@@ -26,9 +27,10 @@ def add_masking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-source", choices=["uniform", "unigram"], default=None,
                    help="random replacements from the vocabulary (default) or corpus unigram frequencies")
     p.add_argument("--merge-spans", action=argparse.BooleanOptionalAction, default=None,
-                   help="spanbert: merge touching spans for SBO boundaries (SpanBERT code)")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+                   help="spanbert: merge touching spans for SBO boundaries, as the SpanBERT code "
+                        "(default: on for --recipe spanbert)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence")
+    p.add_argument("--seed", type=int, default=0, help="seed of masking, sampling and init")
     p.add_argument("--mask-rate", type=float, default=None,
                    help="share of tokens with a target (default: 0.30 for --recipe budget, as "
                         "ModernBERT; 0.15 otherwise, as BERT)")
@@ -42,27 +44,35 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                                    "standard library's docstrings (about 3 minutes on 2 CPU cores).")
     add_masking_args(p)
     p.add_argument("--size", default="tiny", help="tiny, mini, small, medium, base, large")
-    p.add_argument("--data", help="shards made by `maskedlm prepare`")
+    p.add_argument("--data", help="shards made by `maskedlm prepare` (default: prepared from --corpus, or the "
+                        "standard library's docstrings when neither is given)")
     p.add_argument("--corpus", action="append", default=[], metavar="[LANG=]PATH",
                    help="text to pretrain on (files, folders, globs); repeat for several languages")
-    p.add_argument("--tokenizer", help="a tokenizer directory (ours or Hugging Face)")
-    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT dir")
-    p.add_argument("--out", default="runs/default")
-    p.add_argument("--vocab-size", type=int, default=None)
-    p.add_argument("--uncased", action="store_true")
-    p.add_argument("--one-doc-per-line", action="store_true")
+    p.add_argument("--tokenizer", help="a tokenizer directory, ours or Hugging Face (default: the --init model's, "
+                        "or one trained on the corpus)")
+    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT dir "
+                        "(default: random initialisation)")
+    p.add_argument("--out", default="runs/default", help="run directory (checkpoint, metrics, curves)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="WordPiece vocabulary trained on the corpus (default: 8000 for the "
+                        "default job, 30000 otherwise)")
+    p.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
+    p.add_argument("--one-doc-per-line", action="store_true",
+                   help="each line is a document (else blank lines separate documents)")
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="optimizer steps (default: 1000, or as many as --max-time allows)")
     p.add_argument("--max-time", type=float, default=0.0, help="wall-clock budget in seconds")
     p.add_argument("--batch-size", type=int, default=None,
                    help="sequences per process and micro-step (default: 64 for --recipe budget, 32 otherwise)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default: 2e-3 for --recipe budget; 1e-3 for tiny/mini "
                         "and 5e-4 for larger sizes otherwise; 1e-4 with --init)")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup-ratio", type=float, default=0.06)
-    p.add_argument("--clip-grad", type=float, default=1.0)
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    p.add_argument("--warmup-ratio", type=float, default=0.06,
+                   help="share of the steps with a linear warm-up")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clip (0: none)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
                    help="auto: bf16 where the chip has it natively (default for --recipe budget; "
                         "fp32 otherwise)")
@@ -75,11 +85,13 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="linear decay, or warmup-stable-decay with a 1-sqrt decay "
                         "(default: wsd for --recipe budget, linear otherwise)")
     p.add_argument("--decay-ratio", type=float, default=0.2,
-                   help="share of the run the wsd decay takes (default 0.2)")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=0)
-    p.add_argument("--eval-sequences", type=int, default=256)
+                   help="share of the run the wsd decay takes")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="steps between held-out evaluations (0: at the end only)")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="steps between checkpoints (0: at the end only)")
+    p.add_argument("--eval-sequences", type=int, default=256, help="held-out sequences per evaluation")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     add_resume_arg(p)
     add_progress_args(p)
@@ -87,10 +99,10 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def add_progress_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                    help="when stderr is not a terminal (a log file, CI, a scheduler): one plain "
-                        "progress line this often instead of a live bar (default 30)")
+                        "progress line this often instead of a live bar")
 
 
 def _resume_value(value: str) -> str:
@@ -140,7 +152,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
         pre_layer_norm=a.pre_ln, eval_sequences=a.eval_sequences, dropout=a.dropout,
-        resume=a.resume, device=a.device, train=tcfg)
+        resume=a.resume, device=a.device, train=tcfg, command=a.command_line)
     record = pretrain(opts)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -175,13 +187,15 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer")
     tsub = p.add_subparsers(dest="tokenizer_cmd", required=True)
     t = tsub.add_parser("train", help="train a WordPiece vocabulary on a corpus")
-    t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH")
-    t.add_argument("--vocab-size", type=int, default=30000)
-    t.add_argument("--out", required=True)
-    t.add_argument("--uncased", action="store_true")
-    t.add_argument("--one-doc-per-line", action="store_true")
-    t.add_argument("--alpha", type=float, default=0.3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
+                   help="text to train on (files, folders, globs); repeatable")
+    t.add_argument("--vocab-size", type=int, default=30000, help="WordPiece vocabulary size")
+    t.add_argument("--out", required=True, help="tokenizer directory to write")
+    t.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
+    t.add_argument("--one-doc-per-line", action="store_true",
+                   help="each line is a document (else blank lines separate documents)")
+    t.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
+    t.add_argument("--seed", type=int, default=0, help="seed of the language sampling")
     t.set_defaults(func=run_tokenizer_train)
 
 
@@ -200,14 +214,16 @@ def run_tokenizer_train(a: argparse.Namespace) -> int:
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="tokenize a corpus once into memmap shards (cached)")
-    p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH")
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
+                   help="text to tokenize (files, folders, globs); repeatable")
+    p.add_argument("--tokenizer", required=True, help="a tokenizer directory")
+    p.add_argument("--out", required=True, help="folder for the shards (a cache keyed by config)")
     p.add_argument("--seq-len", type=int, default=512,
                    help="recorded for reference; sequences are cut at training time")
-    p.add_argument("--one-doc-per-line", action="store_true")
-    p.add_argument("--alpha", type=float, default=0.3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--one-doc-per-line", action="store_true",
+                   help="each line is a document (else blank lines separate documents)")
+    p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split")
     p.set_defaults(func=run_prepare)
 
 
@@ -228,9 +244,9 @@ def run_prepare(a: argparse.Namespace) -> int:
 def add_fill_mask(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
     p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT directory")
-    p.add_argument("text", nargs="+")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("text", nargs="+", help="prompts with one or more [MASK]")
+    p.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
+    p.add_argument("--json", action="store_true", help="one JSON line per prompt")
     p.set_defaults(func=run_fill_mask)
 
 
@@ -253,36 +269,50 @@ def run_fill_mask(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_export_hf(sub: argparse._SubParsersAction) -> None:
+def add_exports(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM "
-                                         "(BertForQuestionAnswering for a qa run) loads")
-    p.add_argument("model")
-    p.add_argument("out")
-    p.set_defaults(func=run_export_hf)
+                                         "(BertForQuestionAnswering for a qa run) loads (+ a model card)")
+    p.add_argument("model", help="a run, a checkpoint or a fine-tuned qa run (post-LN)")
+    p.add_argument("out", help="directory to write")
+    p.set_defaults(func=run_export)
+    p = sub.add_parser("export-st", help="write a directory sentence_transformers."
+                                         "SentenceTransformer loads (+ a model card)")
+    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT dir (post-LN)")
+    p.add_argument("out", help="directory to write")
+    p.add_argument("--pool", choices=["mean", "cls", "max"], default="mean",
+                   help="sentence vector from the last layer's tokens")
+    p.add_argument("--normalize", action="store_true", help="unit-length vectors (a Normalize module)")
+    p.set_defaults(func=run_export)
+    p = sub.add_parser("export-onnx", help="write an ONNX graph of the encoder, or of encoder and "
+                                           "task head for a fine-tuned run (+ a model card)")
+    p.add_argument("model", help="a run, a checkpoint, a Hugging Face BERT dir or a fine-tuned run")
+    p.add_argument("out", help="directory to write (model.onnx, onnx.json, config, tokenizer)")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none",
+                   help="int8: ONNX Runtime's dynamic quantization of the weights")
+    p.set_defaults(func=run_export)
 
 
-def run_export_hf(a: argparse.Namespace) -> int:
-    from pathlib import Path
+def run_export(a: argparse.Namespace) -> int:
+    from maskedlm import export
 
-    from maskedlm.checkpoint import export_hf
-
-    if (Path(a.model) / "task.json").is_file():
-        from maskedlm.tasks.finetune import export_hf_qa, load_task
-        if load_task(a.model).task.kind == "qa":
-            print(f"exported to {export_hf_qa(a.model, a.out)}")
-            return 0
-    print(f"exported to {export_hf(a.model, a.out)}")
+    if a.command == "export-hf":
+        out = export.export_hf(a.model, a.out, a.command_line)
+    elif a.command == "export-st":
+        out = export.export_st(a.model, a.out, a.pool, a.normalize, a.command_line)
+    else:
+        out = export.export_onnx(a.model, a.out, a.quantize, a.command_line)
+    print(f"exported to {out} (model card: {out}/README.md)")
     return 0
 
 
 def add_mask_preview(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mask-preview", help="show what a recipe's masking does to real data")
     add_masking_args(p)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="shards made by `maskedlm prepare`")
     p.add_argument("--n", type=int, default=3, help="examples to print")
     p.add_argument("--stats", action="store_true", help="statistics over --sequences sequences")
-    p.add_argument("--sequences", type=int, default=200)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--sequences", type=int, default=200, help="sequences the statistics cover")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_mask_preview)
 
 
@@ -308,7 +338,7 @@ def run_mask_preview(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- registration
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add pretrain, tokenizer, prepare, fill-mask, mask-preview and export-hf to ``maskedlm``."""
+    """Add pretrain, tokenizer, prepare, fill-mask, mask-preview and the exports to ``maskedlm``."""
     for add in (add_pretrain, add_tokenizer, add_prepare, add_fill_mask, add_mask_preview,
-                add_export_hf):
+                add_exports):
         add(sub)

@@ -36,10 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-init", action="store_true",
                    help="score the model's architecture and tokenizer with fresh random weights")
     p.add_argument("--limit", type=int, default=None,
-                   help="cap every task's training examples (smoke tests; recorded in the card)")
+                   help="cap every task's training examples, for smoke tests; recorded in the card "
+                        "(default: no cap)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_scorecard)
 
 

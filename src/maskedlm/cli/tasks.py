@@ -19,37 +19,47 @@ from maskedlm.errors import MaskedLMError
 
 def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
     p.add_argument("--model", required=True, help="our checkpoint/run or a Hugging Face BERT dir")
-    p.add_argument("--train", required=True)
-    p.add_argument("--dev", default=None)
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--head-lr", type=float, default=None, help="learning rate of the task head")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train", required=True, help="labelled training file (the task's format)")
+    p.add_argument("--dev", default=None,
+                   help="labelled dev file for evaluation and early stopping "
+                        "(default: none; the last step is kept)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--epochs", type=float, default=3.0, help="passes over the training set")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate of the encoder")
+    p.add_argument("--head-lr", type=float, default=None,
+                   help="learning rate of the task head (default: --lr; 5e-4 for spans)")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per step")
     p.add_argument("--max-length", type=int, default=256, help="subwords per sequence")
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--clip-grad", type=float, default=1.0)
+    p.add_argument("--warmup-ratio", type=float, default=0.1,
+                   help="share of the steps with a linear warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="gradient norm clip (0: none)")
     p.add_argument("--freeze", default="none", metavar="{none,embeddings,bottom:K,encoder}",
                    help="what stays fixed: nothing; the embeddings; embeddings + bottom K layers; "
                         "the whole encoder (head only: for very little labelled data)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between dev evaluations (0: each epoch)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many evaluations without dev improvement (0: never)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and dropout")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16 autocast: faster on GPUs and on CPUs with native bf16")
-    p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set")
+    p.add_argument("--train-limit", type=int, default=None, help="random subsample of the training set (default: all of it)")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout in the task head")
     add_resume_arg(p)
     add_progress_args(p)
 
 
 def _columns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-column", default=None, help="name or 0-based index")
-    p.add_argument("--pair-column", default=None)
-    p.add_argument("--label-column", default=None)
+    p.add_argument("--text-column", default=None,
+                   help="name or 0-based index (default: the usual GLUE names; column 0 without a "
+                        "header)")
+    p.add_argument("--pair-column", default=None,
+                   help="pair: name or index of the second text (default: the usual GLUE names; "
+                        "column 1 without a header)")
+    p.add_argument("--label-column", default=None,
+                   help="name or index of the label (default: the usual GLUE names; the column after "
+                        "the text(s) without a header)")
     p.add_argument("--no-header", action="store_true", help="the table has no header row")
     p.add_argument("--pool", choices=["cls", "mean"], default="cls",
                    help="classify from the [CLS] vector (default) or the mean of the last layer "
@@ -68,14 +78,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run_finetune)
     p = fsub.add_parser("tag", help="per-token tagging (BIO NER, POS) from CoNLL / CoNLL-U")
     _common(p)
-    p.add_argument("--label-subwords", choices=["all", "first"], default="all")
+    p.add_argument("--label-subwords", choices=["all", "first"], default="all",
+                   help="train on every sub-word of a word or on its first only")
     p.add_argument("--viterbi", action=argparse.BooleanOptionalAction, default=True,
                    help="BIO-constrained Viterbi decoding (entity tag sets only)")
     p.set_defaults(func=run_finetune)
     p = fsub.add_parser("spans", help="span-based (nested) NER from JSONL spans or CoNLL BIO")
     _common(p)
     p.add_argument("--max-span-length", type=int, default=8, help="words")
-    p.add_argument("--span-repr", choices=["boundary", "mean", "attention"], default="attention")
+    p.add_argument("--span-repr", choices=["boundary", "mean", "attention"], default="attention",
+                   help="span vector: end points, mean, or attention-pooled (Lee et al. 2017)")
     p.add_argument("--flat", action="store_true", help="remove overlapping spans (flat NER)")
     p.add_argument("--null-weight", type=float, default=1.0, help="loss weight of NULL spans")
     p.add_argument("--null-sample", type=float, default=1.0,
@@ -100,29 +112,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_finetune, max_length=384, epochs=2.0)
 
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned run on a labelled file")
-    p.add_argument("run")
-    p.add_argument("--data", required=True)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("run", help="a fine-tuned run directory")
+    p.add_argument("--data", required=True, help="labelled file in the training format")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument("--viterbi", action=argparse.BooleanOptionalAction, default=None,
                    help="tag: BIO-constrained Viterbi or argmax decoding (default: as trained)")
     p.add_argument("--threshold", type=float, default=None,
                    help="spans: entity when 1 - p(NULL) >= this; qa: no answer when the null "
-                        "score beats the best span by more (both override the saved one)")
+                        "score beats the best span by more (default: the saved one)")
     p.add_argument("--predictions", default=None, metavar="FILE",
                    help="qa: write the answers as {id: text} JSON (for the official SQuAD script)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _backend(p)
     p.set_defaults(func=run_evaluate)
 
-    p = sub.add_parser("predict", help="labels or entities of a fine-tuned run")
-    p.add_argument("run")
-    p.add_argument("text", nargs="*", help="the texts (not for a qa run)")
+    p = sub.add_parser("predict", help="labels, entities or answers of a fine-tuned run")
+    p.add_argument("run", help="a fine-tuned run directory")
+    p.add_argument("text", nargs="*", help="sentences, one argument each (not for a qa run)")
     p.add_argument("--pair", action="append", default=None,
-                   help="second sentence for a pair run (once per TEXT)")
-    p.add_argument("--question", action="append", default=None, help="qa: a question")
+                   help="second sentence for a pair run, once per TEXT (default: none)")
+    p.add_argument("--question", action="append", default=None, help="qa: a question (default: none)")
     p.add_argument("--context", action="append", default=None,
-                   help="qa: the passage to answer from (once per --question)")
-    p.add_argument("--json", action="store_true")
+                   help="qa: the passage to answer from, once per --question (default: none)")
+    p.add_argument("--json", action="store_true", help="one JSON line per input")
+    _backend(p)
     p.set_defaults(func=run_predict)
+
+
+def _backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run a directory written by `maskedlm export-onnx` from the run, "
+                        "with ONNX Runtime")
 
 
 def _task_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -201,7 +221,7 @@ def _calibrate(run: str, dev: str | list) -> dict[str, Any]:
 def run_evaluate(a: argparse.Namespace) -> int:
     from maskedlm.tasks.finetune import load_task
 
-    m = load_task(a.run)
+    m = load_task(a.run, backend=a.backend)
     m.batch_size = a.batch_size
     if a.viterbi is not None and m.task.kind == "tag":
         m.task.viterbi = a.viterbi  # type: ignore[attr-defined]
@@ -233,7 +253,7 @@ def run_evaluate(a: argparse.Namespace) -> int:
 def run_predict(a: argparse.Namespace) -> int:
     from maskedlm.tasks.finetune import load_task
 
-    m = load_task(a.run)
+    m = load_task(a.run, backend=a.backend)
     inputs: list[Any] = list(a.text)
     if m.task.kind == "qa":
         if a.text or not a.question or not a.context or len(a.question) != len(a.context):

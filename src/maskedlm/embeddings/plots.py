@@ -7,7 +7,8 @@ As Jurafsky & Martin (SLP3, Fig. 11.7) after Coenen et al. (2019, "Visualizing a
 measuring the geometry of BERT"): each dot is one occurrence of the word, projected
 with UMAP (McInnes et al. 2018) when ``umap-learn`` is installed, else with PCA (an SVD
 of the centred vectors). Dots are coloured by SemCor sense tag when given, otherwise
-by k-means cluster (k-means++ seeding, Arthur & Vassilvitskii 2007).
+by k-means cluster (k-means++ seeding, Arthur & Vassilvitskii 2007). A sense is
+labelled by its WordNet synset and a short gloss (``die.v.01: pass from physical life…``).
 """
 
 from __future__ import annotations
@@ -160,9 +161,12 @@ def plot_word_senses(model: Embedder, word: str, out: str | os.PathLike[str], *,
     if semcor is not None:
         if inventory is None:
             raise MaskedLMError("--senses semcor needs --wordnet (to check the sense keys)")
+        from maskedlm.embeddings.wsd import sense_label
+
         tagged = semcor_instances(semcor, word, inventory, max_instances)
         items = [(w, i) for w, i, _ in tagged]
-        labels = [k for _, _, k in tagged]
+        names = {k: sense_label(inventory, k) for k in dict.fromkeys(k for *_, k in tagged)}
+        labels = [names[k] for _, _, k in tagged]
     else:
         if not corpus:
             raise MaskedLMError("plot-senses: give --corpus (or --senses semcor)")

@@ -318,11 +318,14 @@ def pool_words(tokens: np.ndarray, word_starts: np.ndarray, pool: str = "mean") 
 
 
 def pool_sentence(tokens: np.ndarray, pool: str = "mean") -> np.ndarray:
-    """(n + 2, H) -> (H,): mean over all tokens with [CLS]/[SEP] (as sentence-transformers) or [CLS]."""
+    """(n + 2, H) -> (H,): mean or max over all tokens with [CLS]/[SEP] (as
+    sentence-transformers pools), or the [CLS] vector."""
     if pool == "cls":
         return tokens[0]
+    if pool == "max":
+        return tokens.max(0)
     if pool != "mean":
-        raise MaskedLMError(f"--pool {pool!r}: sentences are pooled with mean or cls")
+        raise MaskedLMError(f"--pool {pool!r}: sentences are pooled with mean, max or cls")
     return tokens.mean(0)
 
 

@@ -58,6 +58,33 @@ class SenseInventory(Protocol):
 
     def definition(self, key: str) -> str: ...
 
+    def synset_name(self, key: str) -> str: ...
+
+
+def short_gloss(text: str, width: int = 40) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, with an ellipsis.
+
+    >>> short_gloss("pass from physical life and lose all bodily attributes and functions", 30)
+    'pass from physical life and…'
+    """
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def sense_label(inventory: SenseInventory, key: str, width: int = 40) -> str:
+    """A reader's name for a sense: ``die.v.01: pass from physical life…`` (the WordNet
+    synset and a short gloss, as Jurafsky & Martin label Fig. 11.7), not the raw key.
+
+    >>> sense_label(DictInventory({}, {"die%2:39:00::": "pass from physical life"}), "die%2:39:00::")
+    'die%2:39:00::: pass from physical life'
+    """
+    gloss = short_gloss(inventory.definition(key), width)
+    name = inventory.synset_name(key) or key
+    return f"{name}: {gloss}" if gloss else name
+
 
 def normalize_lemma(lemma: str) -> str:
     return lemma.strip().lower().replace(" ", "_")
@@ -82,6 +109,9 @@ class DictInventory:
 
     def definition(self, key: str) -> str:
         return self.glosses.get(key, "")
+
+    def synset_name(self, key: str) -> str:
+        return ""  # no synsets here: labels fall back to the key
 
 
 class WordNetInventory:
@@ -119,13 +149,22 @@ class WordNetInventory:
             out += [(b, pos) for b in dict.fromkeys(bases) if b and self.candidates(b, pos)]
         return out
 
-    def definition(self, key: str) -> str:
+    def _synset(self, key: str) -> Any:
         # via index.sense, not lemma_from_key, which leaves a file handle open
         found = self._key_map().get(key)
         if found is None:
-            return ""
+            return None
         offset, pos = found.split("-")
-        return str(self.wn.synset_from_pos_and_offset(pos, int(offset)).definition())
+        return self.wn.synset_from_pos_and_offset(pos, int(offset))
+
+    def definition(self, key: str) -> str:
+        synset = self._synset(key)
+        return "" if synset is None else str(synset.definition())
+
+    def synset_name(self, key: str) -> str:
+        """``die.v.01`` for ``die%2:30:00::``; empty for a key WordNet does not have."""
+        synset = self._synset(key)
+        return "" if synset is None else str(synset.name())
 
 
 def _open_wordnet(path: Path) -> Any:

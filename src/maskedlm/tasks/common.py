@@ -44,6 +44,10 @@ class TaskModel(nn.Module):
         return self.encoder(batch["input_ids"], batch.get("token_type_ids"),
                             batch.get("attention_mask"), rows=rows).last_hidden_state
 
+    def infer(self, batch: Batch) -> torch.Tensor:
+        """The head's outputs for a collated batch: what inference (and ONNX export) runs."""
+        return self.head(self.hidden(batch), batch)
+
 
 class Task(Protocol):
     """What the fine-tuning loop needs from a task."""
@@ -167,13 +171,14 @@ def encoder_inputs(feats: Sequence[Feature], pad_id: int) -> Batch:
 @torch.no_grad()
 def run_batches(model: TaskModel, task: Task, feats: list[Feature], pad_id: int,
                 batch_size: int) -> Iterator[tuple[np.ndarray, Batch, Any]]:
-    """Yield (indices, batch, head outputs) over ``feats`` in length-sorted batches, eval mode."""
+    """Yield (indices, batch, head outputs) over ``feats`` in length-sorted batches, eval mode.
+    ``model`` is a ``TaskModel`` or anything with its ``infer`` (an ONNX graph)."""
     was_training = model.training
     model.eval()
     try:
         for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
             batch = to_device(task.collate([feats[i] for i in idx], pad_id, None), model.device)
-            out = model.head(model.hidden(batch), batch)
+            out = model.infer(batch)
             yield idx, to_device(batch, torch.device("cpu")), out.cpu()
     finally:
         model.train(was_training)

@@ -40,13 +40,14 @@ from maskedlm.checkpoint import (
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
 from maskedlm.progress import DEFAULT_EVERY, progress
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.train import StopSignals, autocast
+from maskedlm.train import TENSORBOARD_DIR, StopSignals, autocast, tensorboard_writer, write_scalars
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -156,7 +157,8 @@ def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, 
         (tmp / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
         if getattr(task, "predictions", None):  # QA: the dev answers, for the official script
             (tmp / PREDICTIONS_FILE).write_text(json.dumps(task.predictions, indent=1) + "\n")  # type: ignore[attr-defined]
-    return atomic_write_dir(Path(out), write)
+    # tb/ (TensorBoard's open event file) moves into each new copy of the run directory
+    return atomic_write_dir(Path(out), write, keep=(TENSORBOARD_DIR,))
 
 
 def export_hf_qa(path: str | Path, out: str | Path) -> Path:
@@ -233,11 +235,8 @@ class TaskPredictor:
                                   self.batch_size)
 
 
-def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredictor:
-    """Load a run directory written by :func:`finetune`.
-
-    >>> m = load_task("runs/ner")  # doctest: +SKIP
-    """
+def read_task_meta(path: str | Path) -> tuple[Task, dict[str, Any]]:
+    """The task object and the contents of a run's ``task.json``."""
     path = Path(path)
     meta_file = path / TASK_FILE
     if not path.exists():
@@ -249,6 +248,23 @@ def load_task(path: str | Path, device: str | torch.device = "cpu") -> TaskPredi
         task = make_task(meta["task"], labels=meta["labels"], **meta.get("options", {}))
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise MaskedLMError(f"{meta_file}: corrupt task file ({type(e).__name__}: {e})") from None
+    return task, meta
+
+
+def load_task(path: str | Path, device: str | torch.device = "cpu",
+              backend: str = "torch") -> TaskPredictor:
+    """Load a run directory written by :func:`finetune`, or (``backend="onnx"``) one
+    written by ``maskedlm export-onnx`` from such a run.
+
+    >>> m = load_task("runs/ner")  # doctest: +SKIP
+    """
+    path = Path(path)
+    task, meta = read_task_meta(path)
+    check_backend(backend, device)
+    if backend == "onnx":
+        onnx_model = OnnxTaskModel(OnnxSession(path))
+        return TaskPredictor(onnx_model, Tokenizer.load(path), task,  # type: ignore[arg-type]
+                             int(meta.get("max_length", 256)), path)
     pretrained, ckpt = load_model(path)
     tok = Tokenizer.load(ckpt)
     model = TaskModel(pretrained.bert, task.make_head(pretrained.config))
@@ -367,6 +383,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
                 metrics = task.evaluate(model, dev_ex, tok, max_length, cfg.eval_batch_size)
             record["dev"] = {k: v for k, v in metrics.items() if k != "per_type"}
         history.append(record)
+        write_scalars(tb, {**record, "lr": sched.get_last_lr()[0]}, step)
         if cfg.progress:
             bar.write(json.dumps(record))
         score = record.get("dev", {}).get(task.metric)
@@ -389,6 +406,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
         history, best, bad_evals = resume["history"], resume["best"], resume["bad_evals"]
         step, seen, train_time = resume["step"], resume["seen"], resume["train_time"]
         running, n_running = resume["running"], resume["n_running"]
+    tb = tensorboard_writer(Path(out))  # OUT/tb/ beside the run, with the tensorboard extra
     bar = progress(total, "fine-tune", enabled=cfg.progress, initial=step, every=cfg.progress_every)
     with StopSignals() as signals:
         while step < total and not stop:
@@ -434,6 +452,8 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
                     raise Preempted(signals.received, step, str(out))
     (Path(out) / TRAINING_STATE_NAME).unlink(missing_ok=True)  # a finished run needs none
     bar.close()
+    if tb is not None:
+        tb.close()
     assert best is not None
     return {"out": str(out), "task": task.kind, "steps": step, "best": best,
             "train_examples_per_s": round(seen / max(train_time, 1e-9), 2),
