@@ -286,3 +286,17 @@ def test_real_squad_offsets_round_trip():
     for ex in examples:
         for text, start in ex.answers:
             assert ex.context[start:start + len(text)] == text
+
+
+def test_export_onnx_answers_as_pytorch(tiny_qa_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    train = str(tiny_qa_model / "train.json")
+    finetune(make_task("qa"), tiny_qa_model / "model", train, None, tmp_path / "run", fast(epochs=4))
+    assert main(["export-onnx", str(tmp_path / "run"), str(tmp_path / "onnx")]) == 0
+    ours, onnx = load_task(tmp_path / "run"), load_task(tmp_path / "onnx", backend="onnx")
+    ex = read_squad(train)[:6]
+    pairs = [(e.question, e.context) for e in ex]
+    a, b = ours.predict(pairs), onnx.predict(pairs)
+    assert [x["answer"] for x in a] == [x["answer"] for x in b]
+    assert np.allclose([x["score"] for x in a], [x["score"] for x in b], atol=1e-4)
+    assert "pipeline_tag: question-answering" in (tmp_path / "onnx" / "README.md").read_text()
