@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="spans: entity when 1 - p(NULL) >= this; qa: no answer when the null "
                         "score beats the best span by more (default: the saved one)")
     p.add_argument("--predictions", default=None, metavar="FILE",
-                   help="qa: write the answers as {id: text} JSON (for the official SQuAD script)")
+                   help="qa: write the answers as {id: text} JSON for the official SQuAD script (default: none)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _backend(p)
     p.set_defaults(func=run_evaluate)
