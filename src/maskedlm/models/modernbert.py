@@ -185,6 +185,11 @@ class ModernBertModel(nn.Module):
         self.rope_global = Rotary(config.head_dim, config.global_rope_theta)
         self.rope_local = Rotary(config.head_dim, config.local_rope_theta)
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The encoder blocks, bottom first (as ``BertModel.blocks``)."""
+        return self.layers
+
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False,
