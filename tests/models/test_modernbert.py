@@ -4,7 +4,7 @@ import torch
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import PRESETS, ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.models.modernbert import ModernBertModel, positions_in_sequence
+from maskedlm.models.modernbert import ModernBertModel, positions_in_sequence, rotate
 
 
 def tiny(**kw) -> ModelConfig:
@@ -56,6 +56,17 @@ def test_irregular_layer_types_are_refused():
 def test_nsp_is_refused_with_one_message():
     with pytest.raises(MaskedLMError, match="next sentence prediction"):
         BertForPreTraining(tiny(nsp_head=True))
+
+
+def test_rotation_is_transformers_rotate_half_and_has_its_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, 8, dtype=torch.float64, requires_grad=True)
+    ang = torch.randn(2, 5, 1, 4, dtype=torch.float64)
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x.detach().chunk(2, -1)
+    want = x.detach() * torch.cat([cos, cos], -1) + torch.cat([-x2, x1], -1) * torch.cat([sin, sin], -1)
+    torch.testing.assert_close(rotate(x, cos, sin), want)
+    assert torch.autograd.gradcheck(lambda t: rotate(t, cos, sin), (x,))
 
 
 def test_positions_restart_per_sequence():

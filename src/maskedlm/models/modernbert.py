@@ -42,17 +42,43 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, T) long -> cos, sin (B, 1, T, hd) float32."""
+        """positions (B, T) long -> cos, sin (B, T, hd/2) float32."""
         freqs = positions[..., None].float() * self.inv_freq  # (B, T, hd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-        return emb.cos(), emb.sin()
+        return freqs.cos(), freqs.sin()
+
+
+def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the halves of x's last dim,
+    in float32, written into one output (no concatenation, no negated copy)."""
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    x1, x2 = xf.chunk(2, dim=-1)
+    out = torch.empty_like(xf)
+    o1, o2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1.0)
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)
+    return out.to(x.dtype)
+
+
+class _Rotate(torch.autograd.Function):
+    """A rotation's gradient is the inverse rotation (sin -> -sin): nothing is saved but
+    the tables."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(cos, sin)
+        return _rotated(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        cos, sin = ctx.saved_tensors
+        return _rotated(grad, cos, -sin), None, None
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Apply the rotation to x (B, nh, T, hd), in float32 as transformers does."""
-    xf = x.float()
-    x1, x2 = xf.chunk(2, dim=-1)
-    return (xf * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
+    """Rotary embedding of x (..., hd), computed in float32 as transformers does
+    (its ``q * cos + rotate_half(q) * sin``); cos, sin (..., hd/2) broadcast against x.
+    The rotation is elementwise and memory-bound on CPU, hence the fused form above."""
+    return _Rotate.apply(x, cos, sin)
 
 
 class Embeddings(nn.Module):
@@ -84,20 +110,23 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, H) normed -> (B, T, H), or (B, R, H) for the queries at ``rows``;
-        cos/sin (B, 1, T, hd); mask (B, 1, R or T, T) True where a query sees a key."""
+        cos/sin (B or 1, T, hd/2); mask (B, 1, R or T, T) True where a query sees a key."""
         B, T, H = x.shape
-        split = lambda t, n: t.view(B, -1, n, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # noqa: E731
-        if rows is None:
-            q, k, v = split(self.Wqkv(x), 3)  # 3 x (B, nh, T, hd)
-            qcos, qsin = cos, sin
+        nh, hd = self.num_heads, self.head_dim
+        w, b = self.Wqkv.weight, self.Wqkv.bias
+        if rows is None:  # queries and keys rotated in one call
+            qkv = self.Wqkv(x).view(B, T, 3, nh, hd)
+            qk = rotate(qkv[:, :, :2], cos[:, :, None, None], sin[:, :, None, None])
+            q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]  # (B, T, nh, hd)
         else:
-            w, b = self.Wqkv.weight, self.Wqkv.bias
-            k, v = split(F.linear(x, w[H:], None if b is None else b[H:]), 2)
-            at = rows[..., None].expand(-1, -1, H)
-            q = split(F.linear(x.gather(1, at), w[:H], None if b is None else b[:H]), 1)[0]
-            idx = rows[:, None, :, None].expand(-1, 1, -1, cos.shape[-1])
-            qcos, qsin = cos.expand(B, -1, -1, -1).gather(2, idx), sin.expand(B, -1, -1, -1).gather(2, idx)
-        q, k = rotate(q, qcos, qsin), rotate(k, cos, sin)
+            kv = F.linear(x, w[H:], None if b is None else b[H:]).view(B, T, 2, nh, hd)
+            k, v = rotate(kv[:, :, 0], cos[:, :, None], sin[:, :, None]), kv[:, :, 1]
+            q = F.linear(x.gather(1, rows[..., None].expand(-1, -1, H)), w[:H],
+                         None if b is None else b[:H]).view(B, -1, nh, hd)  # (B, R, nh, hd)
+            at = rows[..., None].expand(-1, -1, cos.shape[-1])
+            q = rotate(q, cos.expand(B, -1, -1).gather(1, at)[:, :, None],
+                       sin.expand(B, -1, -1).gather(1, at)[:, :, None])
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T or R, hd)
         y = kernels.attention(q, k, v, mask, self.p if self.training else 0.0)  # (B, nh, R, hd)
         return self.dropout(self.Wo(y.transpose(1, 2).reshape(B, -1, H)))
 
