@@ -79,6 +79,7 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
         out.append(("pretrain_modernbert_spanbert_mini", "pretrain",
                     {**base, "size": "mini", "arch": "modernbert", "recipe": "spanbert",
                      "seq_len": 128, "batch": args.batch or BATCH["mini"], "steps": args.steps}))
+    if "spanbert" in args.cases:
         out.append(("pretrain_spanbert_vs_mlm_mini", "pretrain",
                     {**base, "size": "mini", "recipe": "spanbert", "seq_len": 128,
                      "batch": args.batch or BATCH["mini"], "steps": args.steps}))
