@@ -180,19 +180,21 @@ def positions_in_sequence(sequence_ids: torch.Tensor) -> torch.Tensor:
 
 
 def attention_masks(sequence_ids: torch.Tensor | None, T: int, window: int, device: torch.device
-                    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(global, local) boolean masks, True where query i may attend key j.
 
     Global: same sequence ((B, 1, T, T)), or None when the batch is one unpadded sequence
     per row (SDPA then takes its unmasked kernel). Local: the same, and |i - j| <=
-    window / 2 (transformers' bidirectional sliding window), (B or 1, 1, T, T).
+    window / 2 (transformers' bidirectional sliding window), (B or 1, 1, T, T), or
+    the global mask when the window spans the row.
     """
+    same = None if sequence_ids is None else \
+        sequence_ids[:, None, :, None] == sequence_ids[:, None, None, :]  # (B, 1, T, T)
+    if T - 1 <= window // 2:  # the window holds the whole row: local layers are global
+        return same, same
     i = torch.arange(T, device=device)
     band = ((i[:, None] - i[None, :]).abs() <= window // 2)[None, None]  # (1, 1, T, T)
-    if sequence_ids is None:
-        return None, band
-    same = sequence_ids[:, None, :, None] == sequence_ids[:, None, None, :]  # (B, 1, T, T)
-    return same, same & band
+    return same, band if same is None else same & band
 
 
 class ModernBertModel(nn.Module):
