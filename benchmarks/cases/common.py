@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # benchmarks/cases/common.py -> the repository
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 CACHE = REPO / "benchmarks" / ".cache"
 
