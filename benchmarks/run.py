@@ -72,6 +72,14 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
             out.append((f"pretrain_mlm_{size}", "pretrain",
                         {**base, "size": size, "recipe": "roberta", "seq_len": 128,
                          "batch": args.batch or BATCH[size], "steps": args.steps}))
+    if "modernbert" in args.cases:  # against transformers' ModernBertForMaskedLM
+        for size in args.sizes:
+            out.append((f"pretrain_modernbert_{size}", "pretrain",
+                        {**base, "size": size, "arch": "modernbert", "recipe": "roberta",
+                         "seq_len": 128, "batch": args.batch or BATCH[size], "steps": args.steps}))
+        out.append(("pretrain_modernbert_spanbert_mini", "pretrain",
+                    {**base, "size": "mini", "arch": "modernbert", "recipe": "spanbert",
+                     "seq_len": 128, "batch": args.batch or BATCH["mini"], "steps": args.steps}))
     if "spanbert" in args.cases:
         out.append(("pretrain_spanbert_vs_mlm_mini", "pretrain",
                     {**base, "size": "mini", "recipe": "spanbert", "seq_len": 128,
@@ -81,10 +89,13 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
             out.append((f"masking_{scheme}_32x512", "masking",
                         {**base, "scheme": scheme, "recipe": recipe, "seq_len": 512, "batch": 32,
                          "steps": 4}))
-    if "encode" in args.cases:
+    if "encode" in args.cases:  # MiniLM
         out.append(("encode_minilm_ud_sentences", "encode", {**base, "sentences": 1000}))
     if "onnx" in args.cases:
         out.append(("encode_onnx_minilm_ud_sentences", "onnx", {**base, "sentences": 1000}))
+    if "encode_modernbert" in args.cases:
+        out.append(("encode_modernbert_ud_sentences", "encode",
+                    {**base, "sentences": 1000, "model": "modernbert"}))
     if "finetune" in args.cases:
         for task, data in (("classify", "sst2"), ("tag", "conll")):
             out.append((f"finetune_{task}_{data}_minilm", "finetune",
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cases", default="matmul,pretrain,spanbert,masking,encode,onnx,finetune",
                     help="comma-separated subset of matmul,pretrain,spanbert,masking,encode,onnx,"
-                         "finetune")
+                         "finetune, and modernbert,encode_modernbert (ModernBERT against "
+                         "transformers' ModernBert)")
     ap.add_argument("--sizes", default="tiny,mini,small,base", help="pretraining presets")
     ap.add_argument("--repeats", type=int, default=3, help="timed windows per measurement")
     ap.add_argument("--steps", type=int, default=3, help="steps per timed window")
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     pretrain_shards(args.data_root)  # prepare (cached) before any timing
     peak = None
     results = []
-    if "matmul" in args.cases or any(c in args.cases for c in ("pretrain", "spanbert")):
+    if "matmul" in args.cases or any(c in args.cases for c in ("pretrain", "spanbert", "modernbert")):
         m = run_child("matmul", {"device": args.device, "precision": args.precision,
                                  "threads": args.threads, "repeats": args.repeats})
         peak = m["value"]

@@ -192,3 +192,19 @@ def test_card_on_the_real_datasets(setup, tmp_path):
     assert card["tasks"]["sst2"]["eval_examples"] == 872
     assert card["tasks"]["wsd"]["details"]["instances"] == 455
     assert all(0.0 <= r["score"] <= 1.0 for r in card["tasks"].values())
+
+
+def test_modernbert_card_and_its_random_init_twin(setup, tmp_path):
+    from maskedlm.data.tokenizer import Tokenizer
+    bert_dir, data = setup
+    tok = Tokenizer.load(bert_dir)  # the same tokenizer under a ModernBERT encoder
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="modernbert", vocab_size=tok.vocab_size, hidden_size=32,
+                      num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+                      max_position_embeddings=64, local_attention=4, nsp_head=False)
+    save_checkpoint(tmp_path / "mb", BertForPreTraining(cfg), tok)
+    card = scorecard(tmp_path / "mb", ["sst2", "conll"], data_root=data, out=tmp_path / "card",
+                     random_init=True, log=lambda s: None, quick=True,
+                     overrides={"lr": 3e-3, "batch_size": 4})
+    assert card["architecture"]["arch"] == "modernbert"
+    assert all(0.0 <= r["score"] <= 1.0 for r in card["tasks"].values())

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # benchmarks/cases/common.py -> the repository
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 CACHE = REPO / "benchmarks" / ".cache"
 
@@ -174,7 +174,8 @@ def pretrain_shards(data_root: Path) -> Path:
     return out
 
 
-def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme: str | None = None):
+def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme: str | None = None,
+                 pack: bool = False):
     from maskedlm.data.masking import MaskingConfig
     from maskedlm.data.shards import ShardSet
     from maskedlm.pretrain import PretrainBatches
@@ -183,7 +184,7 @@ def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme:
     tok = shards.tokenizer()
     scheme = scheme or ("span" if recipe == "spanbert" else "token")
     return PretrainBatches(shards, recipe, seq_len, MaskingConfig(scheme=scheme), tok, batch, 1,
-                           0, DistInfo(), eval_sequences=0), tok
+                           0, DistInfo(), eval_sequences=0, pack=pack), tok
 
 
 def unmasked_examples(source, step: int) -> list[dict[str, list[int]]]:

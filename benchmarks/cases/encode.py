@@ -1,11 +1,40 @@
-"""Sentence encoding with MiniLM: ``maskedlm.load(...).encode`` against ``BertModel``."""
+"""Sentence encoding: ``maskedlm.load(...).encode`` against ``BertModel`` with MiniLM, or
+against ``ModernBertModel`` with a ModernBERT checkpoint of MiniLM's shape
+(``p["model"] == "modernbert"``: random weights, MiniLM's vocabulary; speed does not
+depend on the values, and no ModernBERT weights are available offline)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
-from cases.common import autocast, data_file, minilm_dir, timed
+from cases.common import CACHE, autocast, data_file, minilm_dir, timed
+
+
+def model_dir(p: dict[str, Any]) -> Path:
+    if p.get("model", "minilm") == "minilm":
+        return minilm_dir()
+    out = CACHE / "modernbert-minilm-shape"
+    if not (out / "config.json").is_file():
+        import torch
+        from transformers import ModernBertConfig, ModernBertForMaskedLM
+        src = minilm_dir()
+        from maskedlm.data.tokenizer import Tokenizer
+        tok = Tokenizer.load(src)
+        cfg = ModernBertConfig(vocab_size=tok.vocab_size, hidden_size=384, num_hidden_layers=6,
+                               num_attention_heads=12, intermediate_size=576,
+                               max_position_embeddings=512, pad_token_id=tok.pad_id,
+                               cls_token_id=tok.cls_id, sep_token_id=tok.sep_id,
+                               bos_token_id=tok.cls_id, eos_token_id=tok.sep_id)
+        torch.manual_seed(0)
+        tmp = out.with_suffix(".tmp")
+        ModernBertForMaskedLM(cfg).save_pretrained(tmp)
+        for f in src.iterdir():
+            if f.name.startswith(("vocab", "tokenizer", "special_tokens")):
+                shutil.copy(f, tmp / f.name)
+        tmp.replace(out)
+    return out
 
 
 def ud_sentences(data_root: Path, n: int) -> list[str]:
@@ -19,7 +48,7 @@ def child_encode_ours(p: dict[str, Any]) -> dict[str, Any]:
     import maskedlm
     from maskedlm.embeddings.pooling import encode, tokenize
     texts = ud_sentences(Path(p["data_root"]), p["sentences"])
-    model = maskedlm.load(str(minilm_dir()), device=p["device"])
+    model = maskedlm.load(str(model_dir(p)), device=p["device"], warn_fresh=False)
     real = sum(len(x.ids) + 2 for x in tokenize(model.tokenizer, texts))  # with [CLS], [SEP]
     def step() -> int:
         with autocast(p["device"], p["precision"]):
@@ -31,11 +60,12 @@ def child_encode_ours(p: dict[str, Any]) -> dict[str, Any]:
 
 def child_encode_peer(p: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from transformers import BertModel, BertTokenizerFast
+    from transformers import BertModel, BertTokenizerFast, ModernBertModel
     texts = ud_sentences(Path(p["data_root"]), p["sentences"])
-    d, dev = str(minilm_dir()), p["device"]
+    d, dev = str(model_dir(p)), p["device"]
     tok = BertTokenizerFast.from_pretrained(d)
-    model = BertModel.from_pretrained(d, attn_implementation="sdpa").to(dev).eval()
+    cls = BertModel if p.get("model", "minilm") == "minilm" else ModernBertModel
+    model = cls.from_pretrained(d, attn_implementation="sdpa").to(dev).eval()
     def step() -> int:
         real = 0
         for s in range(0, len(texts), 32):  # the usual loop: batches in order, padded per batch

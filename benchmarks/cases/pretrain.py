@@ -1,4 +1,5 @@
-"""Pretraining steps: our loop against ``transformers``' ``BertForMaskedLM`` + AdamW."""
+"""Pretraining steps: our loop against ``transformers``' ``BertForMaskedLM`` (or, for
+``arch="modernbert"``, ``ModernBertForMaskedLM``) + ``DataCollatorForLanguageModeling`` + AdamW."""
 
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ def child_pretrain_ours(p: dict[str, Any]) -> dict[str, Any]:
     from maskedlm.models.config import ModelConfig
     from maskedlm.models.heads import BertForPreTraining
     from maskedlm.train import DistInfo, TrainConfig, train
-    source, tok = batch_source(Path(p["data_root"]), p["recipe"], p["seq_len"], p["batch"])
+    arch = p.get("arch", "bert")
+    source, tok = batch_source(Path(p["data_root"]), p["recipe"], p["seq_len"], p["batch"],
+                               pack=arch == "modernbert")  # ModernBERT trains on packed rows
     source.step_batches(0)  # build the epoch's instances before timing
     mem = Memory(p["device"])
     sbo = p["recipe"] == "spanbert"
-    cfg = ModelConfig.from_name(p["size"], vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
-                                sbo_head=sbo)
+    cfg = ModelConfig.from_name(p["size"], arch=arch, vocab_size=tok.vocab_size,
+                                pad_token_id=tok.pad_id, sbo_head=sbo, nsp_head=False)
     torch.manual_seed(0)
     model = BertForPreTraining(cfg)
     n, r = p["steps"], p["repeats"]
@@ -47,17 +50,34 @@ def child_pretrain_ours(p: dict[str, Any]) -> dict[str, Any]:
             "data_wait_frac": max(row["data_wait_frac"] for row in rows[1:]),
             "flops_per_token": train_flops_per_token(
                 cfg.hidden_size, cfg.num_hidden_layers, p["seq_len"], cfg.vocab_size,
-                cfg.intermediate_size, MLM_PROB, sbo, last_layer_share(source))}
+                ffn_width(cfg), MLM_PROB, sbo, last_layer_share(source))}
+
+
+def ffn_width(cfg) -> int:
+    """The BERT feed-forward width with the same weights: a GeGLU's Wi is two halves."""
+    return int(cfg.intermediate_size * (1.5 if cfg.arch == "modernbert" else 1))
+
+
+def peer_model(ours, tok, seq_len: int):
+    """transformers' model for our config ``ours``: BertForMaskedLM or ModernBertForMaskedLM."""
+    from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM
+    shape = dict(vocab_size=tok.vocab_size, hidden_size=ours.hidden_size,
+                 num_hidden_layers=ours.num_hidden_layers,
+                 num_attention_heads=ours.num_attention_heads,
+                 intermediate_size=ours.intermediate_size,
+                 max_position_embeddings=max(512, seq_len), attn_implementation="sdpa")
+    if ours.arch == "bert":
+        return BertForMaskedLM(BertConfig(**shape))
+    return ModernBertForMaskedLM(ModernBertConfig(
+        **shape, pad_token_id=tok.pad_id, cls_token_id=tok.cls_id, sep_token_id=tok.sep_id,
+        bos_token_id=tok.cls_id, eos_token_id=tok.sep_id,
+        local_attention=ours.local_attention,
+        global_attn_every_n_layers=ours.global_attn_every_n_layers))
 
 
 def child_pretrain_peer(p: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from transformers import (
-        BertConfig,
-        BertForMaskedLM,
-        BertTokenizerFast,
-        DataCollatorForLanguageModeling,
-    )
+    from transformers import BertTokenizerFast, DataCollatorForLanguageModeling
 
     from maskedlm.models.config import ModelConfig
     source, tok = batch_source(Path(p["data_root"]), "roberta", p["seq_len"], p["batch"])
@@ -66,15 +86,10 @@ def child_pretrain_peer(p: dict[str, Any]) -> dict[str, Any]:
     hf_tok = BertTokenizerFast.from_pretrained(str(minilm_dir()))
     collator = DataCollatorForLanguageModeling(hf_tok, mlm_probability=MLM_PROB, seed=0)
     mem = Memory(dev)
-    ours = ModelConfig.from_name(p["size"], vocab_size=tok.vocab_size)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=ours.hidden_size,
-                     num_hidden_layers=ours.num_hidden_layers,
-                     num_attention_heads=ours.num_attention_heads,
-                     intermediate_size=ours.intermediate_size,
-                     max_position_embeddings=ours.max_position_embeddings,
-                     attn_implementation="sdpa")
+    ours = ModelConfig.from_name(p["size"], arch=p.get("arch", "bert"), vocab_size=tok.vocab_size)
     torch.manual_seed(0)
-    model = BertForMaskedLM(cfg).to(dev).train()
+    model = peer_model(ours, tok, p["seq_len"]).to(dev).train()
+    cfg = model.config
     decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim > 1]
     no_decay = [p_ for n_, p_ in model.named_parameters() if p_.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},  # Trainer's default:
@@ -91,4 +106,4 @@ def child_pretrain_peer(p: dict[str, Any]) -> dict[str, Any]:
     return {**timed(p, step), "peak_mb": mem.peak_mb(),
             "flops_per_token": train_flops_per_token(
                 cfg.hidden_size, cfg.num_hidden_layers, p["seq_len"], cfg.vocab_size,
-                cfg.intermediate_size, 1.0)}
+                ffn_width(ours), 1.0)}

@@ -1,8 +1,9 @@
 """The one module that reads and writes checkpoints.
 
-A checkpoint is a directory: ``config.json`` (Hugging Face ``BertConfig`` fields),
-``model.safetensors`` in the Hugging Face ``BertForPreTraining`` key layout (the SBO
-head under ``cls.span_boundary.*``, which ``transformers`` ignores), the tokenizer
+A checkpoint is a directory: ``config.json`` (Hugging Face ``BertConfig`` fields, or
+``ModernBertConfig`` ones), ``model.safetensors`` in the Hugging Face
+``BertForPreTraining`` (or ``ModernBertForMaskedLM``) key layout (the SBO head under
+``cls.span_boundary.*``, which ``transformers`` ignores), the tokenizer
 files, and, for a training run, ``training_state.pt``. A run directory holds its
 latest checkpoint in ``checkpoint/`` next to ``metrics.jsonl``.
 
@@ -40,7 +41,7 @@ CONFIG_NAME = "config.json"
 TRAINING_STATE_NAME = "training_state.pt"
 LOCK_NAME = ".maskedlm.lock"
 CHECKPOINT_SUBDIR = "checkpoint"
-BERT_LIKE = {"bert"}
+SUPPORTED_MODEL_TYPES = ("bert", "modernbert")
 
 _LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.(.*)$")
 # our per-layer names -> Hugging Face's (qkv is split separately)
@@ -52,16 +53,30 @@ _LAYER_TO_HF = {
     "LayerNorm.": "output.LayerNorm.",
 }
 _TIED = ("cls.predictions.decoder_weight", "cls.span_boundary.decoder_weight")
+# ModernBERT: our key prefix -> ModernBertForMaskedLM's (first match wins, both ways);
+# inside the encoder the names are transformers' own (models/modernbert.py).
+_MODERNBERT_TO_HF = (
+    ("bert.embeddings.word_embeddings.", "model.embeddings.tok_embeddings."),
+    ("bert.", "model."),
+    ("cls.predictions.transform.dense.", "head.dense."),
+    ("cls.predictions.transform.LayerNorm.", "head.norm."),
+    ("cls.predictions.bias", "decoder.bias"),
+)
 
 
 # ----------------------------------------------------------------------------- key layout
 def to_hf_state_dict(model: BertForPreTraining) -> dict[str, torch.Tensor]:
-    """Our parameters under Hugging Face ``BertForPreTraining`` names."""
+    """Our parameters under Hugging Face ``BertForPreTraining`` names (``modernbert``:
+    ``ModernBertForMaskedLM`` names)."""
+    modern = model.config.arch == "modernbert"
     out: dict[str, torch.Tensor] = {}
     for key, t in model.state_dict().items():
         if key in _TIED:
             continue  # tied to bert.embeddings.word_embeddings.weight
         t = t.detach().contiguous()
+        if modern:
+            out[_swap_prefix(key, _MODERNBERT_TO_HF) or key] = t
+            continue
         m = _LAYER.match(key)
         if not m:
             out[key] = t
@@ -107,8 +122,23 @@ def normalize_hf_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def from_modernbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``ModernBertForMaskedLM`` (or ``ModernBertModel``) names -> ours."""
+    out: dict[str, torch.Tensor] = {}
+    back = [(hf, ours) for ours, hf in _MODERNBERT_TO_HF]
+    for key, t in state.items():
+        if key.startswith(("embeddings.", "layers.", "final_norm.")):
+            key = "model." + key  # a ModernBertModel file
+        if key == "decoder.weight":
+            continue  # tied to the input embeddings
+        out[_swap_prefix(key, back) or key] = t
+    return out
+
+
+def from_hf_state_dict(state: dict[str, torch.Tensor], arch: str = "bert") -> dict[str, torch.Tensor]:
     """Hugging Face names -> our parameter names (fusing query/key/value)."""
+    if arch == "modernbert":
+        return from_modernbert_state_dict(state)
     state = normalize_hf_keys(state)
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -312,13 +342,16 @@ def read_config(ckpt: Path) -> ModelConfig:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MaskedLMError(f"{ckpt / CONFIG_NAME}: cannot read ({type(e).__name__})") from None
     model_type = raw.get("model_type", "bert")
-    if model_type not in BERT_LIKE:
-        raise MaskedLMError(
-            f"{ckpt / CONFIG_NAME}: model_type {model_type!r} is not a BERT encoder (supported: bert)")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise MaskedLMError(f"{ckpt / CONFIG_NAME}: model_type {model_type!r} is not a BERT "
+                            f"encoder (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
     if raw.get("position_embedding_type", "absolute") != "absolute":
         raise MaskedLMError(f"{ckpt / CONFIG_NAME}: position_embedding_type "
                             f"{raw['position_embedding_type']!r} is not supported (only absolute)")
-    return ModelConfig.from_dict(raw)
+    try:
+        return ModelConfig.from_dict(raw)
+    except MaskedLMError as e:
+        raise MaskedLMError(f"{ckpt / CONFIG_NAME}: {e}") from None
 
 
 def read_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -337,7 +370,8 @@ def read_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], Path]:
 def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool | None = None,
                config_overrides: dict[str, Any] | None = None, warn_fresh: bool = True
                ) -> tuple[BertForPreTraining, Path]:
-    """Build a :class:`BertForPreTraining` from our checkpoint or a Hugging Face BERT dir.
+    """Build a :class:`BertForPreTraining` from our checkpoint or a Hugging Face BERT or
+    ModernBert directory.
 
     Heads missing from the file (an MLM head for sentence encoders, the SBO head for
     a BERT checkpoint continued with the spanbert recipe) start freshly initialised,
@@ -347,7 +381,7 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
     ckpt = resolve_checkpoint_dir(path)
     config = read_config(ckpt)
     raw, wfile = read_weights(ckpt)
-    state = from_hf_state_dict(raw)
+    state = from_hf_state_dict(raw, config.arch)
     has_nsp = "cls.seq_relationship.weight" in state
     has_sbo = any(k.startswith("cls.span_boundary.") for k in state)
     config.nsp_head = has_nsp if nsp_head is None else nsp_head
@@ -401,9 +435,11 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
 
 
 def export_hf(path: str | Path, out: str | Path) -> Path:
-    """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads."""
+    """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads
+    (``ModernBertForMaskedLM`` for a ``modernbert`` checkpoint)."""
     model, ckpt = load_model(path)
-    if model.config.pre_layer_norm:
+    modern = model.config.arch == "modernbert"
+    if model.config.pre_layer_norm and not modern:
         raise MaskedLMError(f"{ckpt}: a pre-LN encoder has no Hugging Face BERT equivalent "
                             "(BertModel is post-LN); export-hf needs a post-LN run")
     from maskedlm.data.tokenizer import Tokenizer
@@ -412,7 +448,11 @@ def export_hf(path: str | Path, out: str | Path) -> Path:
 
     def write(tmp: Path) -> None:
         d = model.config.to_dict()
-        d["architectures"] = ["BertForPreTraining" if model.config.nsp_head else "BertForMaskedLM"]
+        if modern:  # ModernBertConfig's defaults are ModernBERT's own vocabulary's ids
+            d.update(cls_token_id=tokenizer.cls_id, sep_token_id=tokenizer.sep_id,
+                     bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
+        else:
+            d["architectures"] = ["BertForPreTraining" if model.config.nsp_head else "BertForMaskedLM"]
         d["tie_word_embeddings"] = True
         (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
         save_file(to_hf_state_dict(model), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})

@@ -43,10 +43,11 @@ from maskedlm.data.instances import (
     check_seq_len,
 )
 from maskedlm.data.masking import MaskingConfig, mask_batch, recipe_masking
+from maskedlm.data.packing import pack_batch
 from maskedlm.data.shards import ShardSet
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
-from maskedlm.models.config import ModelConfig
+from maskedlm.models.config import ARCHS, ModelConfig
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.train import Batch, DistInfo, TrainConfig, resolve_precision, train
 
@@ -90,6 +91,7 @@ class PretrainOptions:
 
     recipe: Recipe = "budget"
     size: str = "tiny"
+    arch: str | None = None          # bert (default) or modernbert; --init: the checkpoint's
     out: str = "runs/default"
     data: str | None = None          # prepared shards
     corpus: list[str] = field(default_factory=list)  # PATH or LANG=PATH
@@ -120,6 +122,16 @@ class PretrainOptions:
         check_seq_len(self.seq_len)
         if self.mask_rate is not None and not 0.0 < self.mask_rate < 1.0:
             raise MaskedLMError(f"--mask-rate must be in (0, 1), got {self.mask_rate}")
+        if self.arch is not None and self.arch not in ARCHS:
+            raise MaskedLMError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "modernbert":
+            if self.recipe == "bert":
+                raise MaskedLMError("--recipe bert trains next sentence prediction on sentence "
+                                    "pairs, which packed --arch modernbert rows cannot hold; use "
+                                    "--recipe roberta, spanbert or budget")
+            if self.pre_layer_norm is False:
+                raise MaskedLMError("--no-pre-ln: ModernBERT blocks are pre-LN by design; "
+                                    "post-LN is --arch bert")
         # The recipe's architecture and dropout where not given (the optimisation settings
         # are TrainConfig's: the CLI fills them from recipe_defaults).
         d = recipe_defaults(self.recipe, self.size, self.init)
@@ -154,12 +166,13 @@ class PretrainBatches:
     def __init__(self, shards: ShardSet, recipe: str, seq_len: int, masking: MaskingConfig,
                  tokenizer: Tokenizer, batch_size: int, grad_accum: int, seed: int,
                  di: DistInfo, eval_sequences: int = 256,
-                 eval_masking: MaskingConfig | None = None) -> None:
+                 eval_masking: MaskingConfig | None = None, pack: bool = False) -> None:
         self.shards, self.recipe, self.seq_len, self.masking = shards, recipe, seq_len, masking
         self.tok = tokenizer
         self.batch_size, self.grad_accum, self.seed, self.di = batch_size, grad_accum, seed, di
         self.eval_sequences = eval_sequences
         self.eval_masking = eval_masking or masking
+        self.pack = pack  # several sequences per row (data/packing.py), for ModernBERT
         self.unigram = shards.unigram_probs() if masking.random_source == "unigram" else None
         self._epochs: dict[int, tuple[InstanceSet, np.ndarray]] = {}
         # Epoch length is fixed by epoch 0 (bert pairs vary slightly between epochs).
@@ -201,6 +214,8 @@ class PretrainBatches:
                 out.pop(k)
         if self.recipe != "bert":
             out.pop("next_sentence_label", None)
+        if self.pack:
+            out = pack_batch(out, self.seq_len, pad_id=self.tok.pad_id)
         return out
 
     def step_batches(self, step: int) -> list[Batch]:
@@ -295,19 +310,23 @@ def build_model(opts: PretrainOptions, tokenizer: Tokenizer, resume_dir: Path | 
                 ) -> BertForPreTraining:
     nsp, sbo = opts.recipe == "bert", opts.recipe == "spanbert"
     overrides: dict[str, Any] = {}
+    arch = opts.arch or "bert"
     if opts.dropout is not None:
         overrides = {"hidden_dropout_prob": opts.dropout, "attention_probs_dropout_prob": opts.dropout}
     if resume_dir is not None:
         model, _ = load_model(resume_dir, nsp_head=nsp, sbo_head=sbo, config_overrides=overrides)
     elif opts.init:
         model, _ = load_model(opts.init, nsp_head=nsp, sbo_head=sbo, config_overrides=overrides)
+        if opts.arch is not None and opts.arch != model.config.arch:
+            raise MaskedLMError(f"--arch {opts.arch}: --init {opts.init} is a {model.config.arch} "
+                                "encoder (leave --arch out to continue it)")
         if opts.size != "tiny":
             print(f"note: --size {opts.size} ignored; --init {opts.init} fixes the architecture",
                   file=sys.stderr)
     else:
-        if opts.pre_layer_norm is not None:
+        if opts.pre_layer_norm is not None and arch == "bert":
             overrides["pre_layer_norm"] = opts.pre_layer_norm
-        config = ModelConfig.from_name(opts.size, vocab_size=tokenizer.vocab_size,
+        config = ModelConfig.from_name(opts.size, arch=arch, vocab_size=tokenizer.vocab_size,
                                        pad_token_id=tokenizer.pad_id, nsp_head=nsp, sbo_head=sbo,
                                        max_position_embeddings=max(512, opts.seq_len), **overrides)
         model = BertForPreTraining(config)
@@ -366,7 +385,8 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
     masking = masking_config(opts)
     source = PretrainBatches(shards, opts.recipe, opts.seq_len, masking, tokenizer,
                              opts.train.batch_size, opts.train.grad_accum, opts.train.seed, di,
-                             opts.eval_sequences, masking_config(opts, for_eval=True))
+                             opts.eval_sequences, masking_config(opts, for_eval=True),
+                             pack=model.config.arch == "modernbert")
     if di.is_main:
         out.mkdir(parents=True, exist_ok=True)
         run_info = {"options": _jsonable(asdict(opts)), "masking": asdict(masking),

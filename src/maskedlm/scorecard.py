@@ -206,7 +206,8 @@ def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
 
 # ----------------------------------------------------------------------------- the card
 def random_init_twin(model: str, out: Path, seed: int = 0) -> Path:
-    """A checkpoint with ``model``'s architecture and tokenizer and fresh BERT-init weights."""
+    """A checkpoint with ``model``'s architecture and tokenizer and freshly initialised
+    weights (BERT's or ModernBERT's initialisation, as the architecture)."""
     from maskedlm.checkpoint import load_model, save_checkpoint
     from maskedlm.data.tokenizer import Tokenizer
     from maskedlm.models.heads import BertForPreTraining
@@ -255,7 +256,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
         "model": str(Path(source).resolve()),  # with random_init: whose architecture
         "random_init": random_init, "quick": quick, "limit": limit,
         "date": date.today().isoformat(),
-        "architecture": {"layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
+        "architecture": {"arch": cfg.arch, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
                          "heads": cfg.num_attention_heads, "vocab": cfg.vocab_size,
                          "pre_layer_norm": getattr(cfg, "pre_layer_norm", False),
                          "parameters": sum(p.numel() for p in encoder.bert.parameters())},

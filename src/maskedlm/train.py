@@ -272,7 +272,7 @@ class StopSignals:
 
 
 TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label",
-               "sbo_left", "sbo_right", "sbo_pos")
+               "sbo_left", "sbo_right", "sbo_pos", "sequence_ids")
 
 
 def to_tensors(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:

@@ -36,6 +36,17 @@ def ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def mb_ckpt(tmp_path_factory) -> Path:
+    """A random 3-layer ModernBERT (layer 0 global; 1, 2 within a 4-token window)."""
+    torch.manual_seed(0)
+    tok = train_tokenizer([SENTENCES] * 3, vocab_size=120, lowercase=True, show_progress=False)
+    cfg = ModelConfig(arch="modernbert", vocab_size=tok.vocab_size, hidden_size=32,
+                      num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+                      max_position_embeddings=40, local_attention=4, nsp_head=False)
+    return save_checkpoint(tmp_path_factory.mktemp("mb") / "model", BertForPreTraining(cfg), tok)
+
+
+@pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "books.txt"
     path.write_text("\n\n".join(SENTENCES * 3) + "\n")
@@ -124,8 +135,10 @@ def test_plot_senses_with_clusters(ckpt, corpus, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
-def test_wsd_train_eval_predict(ckpt, tmp_path, capsys):
+@pytest.mark.parametrize("model", ["ckpt", "mb_ckpt"])
+def test_wsd_train_eval_predict(model, request, tmp_path, capsys):
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
+    ckpt = request.getfixturevalue(model)
     rec = lambda toks, keys: {"tokens": toks, "lemmas": [k and k[0].split("%")[0] for k in keys],  # noqa: E731
                               "sense_keys": keys}
     semcor = tmp_path / "semcor.jsonl"
@@ -206,3 +219,18 @@ def test_plot_senses_projects_with_umap_when_installed(ckpt, corpus, tmp_path, c
     r = run_json(capsys, ["plot-senses", str(ckpt), "--word", "bank", "--corpus", str(corpus),
                           "--out", str(tmp_path / "b.png"), "--clusters", "2", "--json"])
     assert r["projection"] == "umap" and r["instances"] == 12
+
+
+def test_modernbert_checkpoint_embeds_and_compares(mb_ckpt, corpus, tmp_path, capsys):
+    mb = mb_ckpt
+    inp = tmp_path / "in.txt"
+    inp.write_text(SENTENCES[0] + "\n\n" + SENTENCES[1] + "\n")
+    assert main(["embed", str(mb), "--input", str(inp), "--out", str(tmp_path / "v.npy"),
+                 "--unit", "sentence", "--layers", "2,3"]) == 0
+    vecs = np.load(tmp_path / "v.npy")
+    assert vecs.shape == (2, 32) and np.isfinite(vecs).all()
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("bank\tmoney\t6\nriver\twater\t8\nbank\triver\t5\n")
+    r = run_json(capsys, ["similarity", "words", str(mb), "--pairs", str(pairs),
+                          "--corpus", str(corpus), "--json"])
+    assert r["pairs"] == 3 and -1 <= r["spearman"] <= 1

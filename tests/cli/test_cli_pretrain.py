@@ -124,3 +124,51 @@ def test_corrupt_checkpoint(capsys, tiny_run, tmp_path):
     shutil.copy(tiny_run / "checkpoint" / "model.safetensors", bad / "model.safetensors")
     code, _, err = run(capsys, "fill-mask", bad, "a [MASK]")
     assert code == 2 and "tokenizer" in err
+
+
+def test_modernbert_spanbert_run_exports_to_transformers_and_fills_masks_alike(capsys, tiny_data, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import numpy as np
+    import torch
+
+    from maskedlm.api import load
+
+    out = tmp_path / "mb"
+    code, stdout, _ = run(capsys, "pretrain", "--arch", "modernbert", "--recipe", "spanbert",
+                          "--data", tiny_data["shards"], "--out", out, "--seq-len", "32",
+                          "--max-steps", "3", "--batch-size", "8", "--no-progress",
+                          "--eval-sequences", "8")
+    assert code == 0 and "eval_sbo_loss" in stdout
+    cfg = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert cfg["model_type"] == "modernbert" and cfg["sbo_head"] is True
+    code, _, _ = run(capsys, "export-hf", out, tmp_path / "hf")
+    assert code == 0
+    theirs = transformers.ModernBertForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    ours = load(tmp_path / "hf")
+    prompt = "the cat [MASK] over the [MASK] ."
+    enc = ours.tokenizer.encode(prompt)
+    ids = torch.as_tensor(np.asarray(enc["input_ids"]))[None]
+    with torch.no_grad():
+        probs = theirs(input_ids=ids).logits[0, ids[0] == ours.tokenizer.mask_id].softmax(-1)
+    preds = ours.fill_mask(prompt, top_k=3)
+    for row, p in zip(preds, probs, strict=True):
+        top = p.topk(3)
+        assert [d["token"] for d in row] == ours.tokenizer.convert_ids_to_tokens(top.indices.tolist())
+        assert [d["score"] for d in row] == pytest.approx(top.values.tolist(), abs=1e-5)
+    # continued pretraining from the exported Hugging Face directory
+    code, _, _ = run(capsys, "pretrain", "--init", tmp_path / "hf", "--recipe", "spanbert",
+                     "--data", tiny_data["shards"], "--out", tmp_path / "cont", "--seq-len", "32",
+                     "--max-steps", "2", "--batch-size", "4", "--no-progress",
+                     "--eval-sequences", "4")
+    assert code == 0
+    assert json.loads((tmp_path / "cont/checkpoint/config.json").read_text())["model_type"] == "modernbert"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--arch", "modernbert", "--recipe", "bert"], "next sentence prediction"),
+    (["--arch", "modernbert", "--no-pre-ln"], "pre-LN by design"),
+])
+def test_modernbert_refuses_bert_only_features_in_one_line(capsys, tiny_data, tmp_path, argv, message):
+    code, _, err = run(capsys, "pretrain", *argv, "--data", tiny_data["shards"],
+                       "--out", tmp_path / "x", "--max-steps", "1", "--no-progress")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

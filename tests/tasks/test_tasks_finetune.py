@@ -284,3 +284,26 @@ def test_finetune_resume_without_state_is_a_user_error(tiny_model, ner_files, tm
     with pytest.raises(MaskedLMError, match="no training_state.pt"):
         finetune(make_task("tag"), model_dir, ner_files / "train.txt", None, tmp_path / "run",
                  fast(epochs=1, resume=True))
+
+
+@pytest.fixture(scope="module")
+def tiny_modernbert(tiny_model, tmp_path_factory):
+    """The same tokenizer under a random 3-layer ModernBERT (layer 0 global, 1-2 local
+    with an 8-token window, shorter than the sentences)."""
+    _, tok = tiny_model
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="modernbert", vocab_size=tok.vocab_size, hidden_size=32,
+                      num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+                      max_position_embeddings=64, local_attention=8, nsp_head=False)
+    path = tmp_path_factory.mktemp("mb") / "model"
+    save_checkpoint(path, BertForPreTraining(cfg), tok)
+    return path
+
+
+def test_modernbert_encoder_fine_tunes_and_round_trips(tiny_modernbert, ner_files, tmp_path):
+    summary = finetune(make_task("tag"), tiny_modernbert, ner_files / "train.txt",
+                       ner_files / "dev.txt", tmp_path / "run", fast(epochs=25, freeze="bottom:1"))
+    assert summary["best"]["dev"]["f1"] > 0.9, summary["best"]
+    m = load_task(tmp_path / "run")
+    assert m.evaluate(ner_files / "dev.txt")["f1"] == pytest.approx(summary["best"]["dev"]["f1"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model_type"] == "modernbert"

@@ -31,7 +31,7 @@ from maskedlm.errors import MaskedLMError
 
 # ----------------------------------------------------------------------------- shared options
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT directory")
+    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT or ModernBert directory")
     p.add_argument("--layers", default="last",
                    help="last, last4-sum, last4-mean or N,M,.. (0 = embeddings; averaged)")
     p.add_argument("--pool", default="mean", choices=["mean", "first", "cls"],

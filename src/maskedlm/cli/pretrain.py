@@ -44,13 +44,17 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                                    "standard library's docstrings (about 3 minutes on 2 CPU cores).")
     add_masking_args(p)
     p.add_argument("--size", default="tiny", help="tiny, mini, small, medium, base, large")
+    p.add_argument("--arch", choices=["bert", "modernbert"], default=None,
+                   help="bert (default): the 2018 encoder; modernbert: ModernBERT blocks (pre-LN, "
+                        "GeGLU, rotary, local/global attention) on packed rows; with --init: "
+                        "the checkpoint's")
     p.add_argument("--data", help="shards made by `maskedlm prepare` (default: prepared from --corpus, or the "
                         "standard library's docstrings when neither is given)")
     p.add_argument("--corpus", action="append", default=[], metavar="[LANG=]PATH",
                    help="text to pretrain on (files, folders, globs); repeat for several languages")
     p.add_argument("--tokenizer", help="a tokenizer directory, ours or Hugging Face (default: the --init model's, "
                         "or one trained on the corpus)")
-    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT dir "
+    p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT or ModernBert dir "
                         "(default: random initialisation)")
     p.add_argument("--out", default="runs/default", help="run directory (checkpoint, metrics, curves)")
     p.add_argument("--vocab-size", type=int, default=None,
@@ -145,7 +149,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
                        progress_every=a.progress_every,
                        schedule=a.schedule or d["schedule"], decay_ratio=a.decay_ratio)
     opts = PretrainOptions(
-        recipe=a.recipe, size=a.size, out=a.out, data=a.data, corpus=a.corpus,
+        recipe=a.recipe, size=a.size, arch=a.arch, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,
         vocab_size=a.vocab_size if a.vocab_size is not None else (8000 if default_job else 30000),
         uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seq_len=a.seq_len,
@@ -243,7 +247,7 @@ def run_prepare(a: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- using a model
 def add_fill_mask(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
-    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT directory")
+    p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT or ModernBert directory")
     p.add_argument("text", nargs="+", help="prompts with one or more [MASK]")
     p.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
     p.add_argument("--json", action="store_true", help="one JSON line per prompt")
@@ -271,7 +275,8 @@ def run_fill_mask(a: argparse.Namespace) -> int:
 
 def add_exports(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM "
-                                         "(BertForQuestionAnswering for a qa run) loads (+ a model card)")
+                                         "(ModernBertForMaskedLM for --arch modernbert, "
+                                         "BertForQuestionAnswering for a qa run) loads (+ a model card)")
     p.add_argument("model", help="a run, a checkpoint or a fine-tuned qa run (post-LN)")
     p.add_argument("out", help="directory to write")
     p.set_defaults(func=run_export)

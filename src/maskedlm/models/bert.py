@@ -181,6 +181,11 @@ class BertModel(nn.Module):
         self.encoder = Encoder(config)
         self.pooler = Pooler(config) if add_pooler else None
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The encoder blocks, bottom first (both architectures have this)."""
+        return self.encoder.layer
+
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False,

@@ -1,7 +1,10 @@
-"""Model configuration: one dataclass, a few named presets.
+"""Model configuration: one dataclass, a few named presets, two architectures.
 
-Field names follow Hugging Face ``BertConfig`` so that ``config.json`` is shared
-with ``transformers`` in both directions.
+``arch="bert"`` is the 2018 BERT encoder; ``arch="modernbert"`` the ModernBERT one
+(Warner et al. 2024). Field names follow Hugging Face ``BertConfig``; ``config.json``
+is written as ``BertConfig`` or ``ModernBertConfig`` (``to_dict``/``from_dict`` rename
+the few fields the two spell differently), so it is shared with ``transformers`` in
+both directions.
 """
 
 from __future__ import annotations
@@ -24,15 +27,36 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "base": (12, 768, 12),
     "large": (24, 1024, 16),
 }
+ARCHS: tuple[str, ...] = ("bert", "modernbert")
+# ModernBERT-base's gated feed-forward is 1.5 x hidden wide (1152 for 768; Warner et al.
+# 2024, its config.json): the GLU's two input halves make it 3 x hidden of weights.
+MODERNBERT_FFN_RATIO = 1.5
+# Our field -> transformers' ModernBertConfig field, where the two names differ.
+_MODERNBERT_NAMES = {"hidden_act": "hidden_activation", "layer_norm_eps": "norm_eps",
+                     "hidden_dropout_prob": "mlp_dropout",
+                     "attention_probs_dropout_prob": "attention_dropout"}
+# Fields only one architecture has; to_dict leaves the other's out of config.json.
+_BERT_ONLY = ("type_vocab_size", "pre_layer_norm")
+_MODERNBERT_ONLY = ("global_attn_every_n_layers", "local_attention", "global_rope_theta",
+                    "local_rope_theta", "embedding_dropout", "norm_bias", "attention_bias",
+                    "mlp_bias", "classifier_bias", "decoder_bias", "classifier_activation")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of a BERT encoder and its pretraining heads.
+    """Architecture of an encoder and its pretraining heads.
+
+    Fields set to None take their architecture's default in ``__post_init__`` (BERT:
+    dropout 0.1, LayerNorm eps 1e-12, biases everywhere; ModernBERT: no dropout, eps
+    1e-5, biases only in the decoder, as transformers' ``ModernBertConfig``).
 
     >>> ModelConfig.from_name("tiny", vocab_size=1000).hidden_size
     128
+    >>> ModelConfig.from_name("mini", arch="modernbert").intermediate_size
+    384
     """
+
+    arch: str = "bert"
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -40,12 +64,12 @@ class ModelConfig:
     num_attention_heads: int = 12
     intermediate_size: int = 3072
     hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
+    hidden_dropout_prob: float | None = None
+    attention_probs_dropout_prob: float | None = None
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
+    layer_norm_eps: float | None = None
     pad_token_id: int = 0
     # Span Boundary Objective: relative positions 1..max_span_length inside a span
     # (SpanBERT clips span lengths at 10 words; subwords can make a span longer,
@@ -58,9 +82,44 @@ class ModelConfig:
     # as in cramming (Geiping & Goldstein 2023), ModernBERT and NeoBERT: they train
     # stably at the high learning rates that small budgets need. BERT itself is post-LN.
     pre_layer_norm: bool = False
+    # ModernBERT (arch="modernbert"), as transformers' ModernBertConfig: every n-th layer
+    # (0, n, 2n, ...) attends globally, the others within a window of ``local_attention``
+    # tokens (|i - j| <= local_attention / 2); rotary positions with their own base per
+    # kind of layer (ModernBERT: 160k global, 10k local).
+    global_attn_every_n_layers: int = 3
+    local_attention: int = 128
+    global_rope_theta: float = 160_000.0
+    local_rope_theta: float = 10_000.0
+    embedding_dropout: float = 0.0
+    # Bias switches (None: the architecture's default, see the class docstring).
+    norm_bias: bool | None = None        # LayerNorms
+    attention_bias: bool | None = None   # Wqkv, Wo
+    mlp_bias: bool | None = None         # Wi, Wo
+    classifier_bias: bool | None = None  # the prediction heads' dense layers
+    decoder_bias: bool = True            # the vocabulary decoders
+    classifier_activation: str | None = None  # the heads' activation (None: hidden_act)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise MaskedLMError(f"config: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        modern = self.arch == "modernbert"
+        defaults = dict(hidden_dropout_prob=0.0 if modern else 0.1,
+                        attention_probs_dropout_prob=0.0 if modern else 0.1,
+                        layer_norm_eps=1e-5 if modern else 1e-12,
+                        norm_bias=not modern, attention_bias=not modern, mlp_bias=not modern,
+                        classifier_bias=not modern, classifier_activation=self.hidden_act)
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if modern:
+            self.pre_layer_norm = True  # ModernBERT blocks are pre-LN by construction
+            if self.global_attn_every_n_layers < 1:
+                raise MaskedLMError("config: global_attn_every_n_layers must be >= 1, "
+                                    f"got {self.global_attn_every_n_layers}")
+            if self.local_attention < 2 or self.local_attention % 2:
+                raise MaskedLMError(f"config: local_attention must be an even number >= 2, "
+                                    f"got {self.local_attention}")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             if int(getattr(self, name)) <= 0:
@@ -72,33 +131,59 @@ class ModelConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise MaskedLMError(f"config: {name} must be in [0, 1), got {getattr(self, name)}")
-        if self.hidden_act not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
-            raise MaskedLMError(f"config: unsupported hidden_act {self.hidden_act!r}")
+        for name in ("hidden_act", "classifier_activation"):
+            if getattr(self, name) not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
+                raise MaskedLMError(f"config: unsupported {name} {getattr(self, name)!r}")
+
+    def is_global(self, layer: int) -> bool:
+        """Whether ModernBERT layer ``layer`` attends globally (else within the window)."""
+        return layer % self.global_attn_every_n_layers == 0
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_name(cls, name: str, **overrides: Any) -> ModelConfig:
-        """A preset (tiny, mini, small, medium, base, large) with optional overrides."""
+    def from_name(cls, name: str, arch: str = "bert", **overrides: Any) -> ModelConfig:
+        """A preset (tiny, mini, small, medium, base, large) of ``arch`` with optional
+        overrides; the same depth, width and heads for both architectures."""
         if name not in PRESETS:
             raise MaskedLMError(f"unknown size {name!r}; choose one of {', '.join(PRESETS)}")
         layers, hidden, heads = PRESETS[name]
-        kw: dict[str, Any] = dict(num_hidden_layers=layers, hidden_size=hidden,
-                                  num_attention_heads=heads, intermediate_size=4 * hidden)
+        ffn = int(MODERNBERT_FFN_RATIO * hidden) if arch == "modernbert" else 4 * hidden
+        kw: dict[str, Any] = dict(arch=arch, num_hidden_layers=layers, hidden_size=hidden,
+                                  num_attention_heads=heads, intermediate_size=ffn)
         kw.update(overrides)
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
+        """``config.json``: BertConfig fields, or ModernBertConfig's for ``modernbert``
+        (with its ``layer_types`` and ``rope_parameters`` spelled out)."""
         d = dataclasses.asdict(self)
-        extra = d.pop("extra")
-        d.update(extra)
-        d.update(model_type="bert", architectures=["BertForPreTraining"])
+        d.update(d.pop("extra"))
+        arch = d.pop("arch")
+        if arch == "bert":
+            for k in _MODERNBERT_ONLY:
+                d.pop(k)
+            d.update(model_type="bert", architectures=["BertForPreTraining"])
+            return d
+        for k in _BERT_ONLY:
+            d.pop(k)
+        for ours, hf in _MODERNBERT_NAMES.items():
+            d[hf] = d.pop(ours)
+        d["layer_types"] = ["full_attention" if self.is_global(i) else "sliding_attention"
+                            for i in range(self.num_hidden_layers)]
+        d["rope_parameters"] = {
+            "full_attention": {"rope_type": "default", "rope_theta": self.global_rope_theta},
+            "sliding_attention": {"rope_type": "default", "rope_theta": self.local_rope_theta}}
+        d.update(model_type="modernbert", architectures=["ModernBertForMaskedLM"])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        if d.get("model_type", "bert") == "modernbert":
+            d = _from_modernbert(d)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kw = {k: v for k, v in d.items() if k in known}
         extra = {k: v for k, v in d.items()
@@ -116,3 +201,31 @@ class ModelConfig:
         except (OSError, json.JSONDecodeError) as e:
             raise MaskedLMError(f"{path}: cannot read config ({e})") from None
         return cls.from_dict(d)
+
+
+def _from_modernbert(d: dict[str, Any]) -> dict[str, Any]:
+    """A ModernBertConfig dict (transformers 4.48+ or 5.x spelling) -> our field names."""
+    d["arch"] = "modernbert"
+    for ours, hf in _MODERNBERT_NAMES.items():
+        if hf in d:
+            d[ours] = d.pop(hf)
+    types = d.pop("layer_types", None)
+    if types:
+        n = next((i for i, t in enumerate(types) if i and t == "full_attention"), len(types))
+        want = ["full_attention" if i % n == 0 else "sliding_attention" for i in range(len(types))]
+        if list(types) != want:
+            raise MaskedLMError(f"config: layer_types {types} is not 'global every n-th layer' "
+                                "(the only pattern ModernBERT defines)")
+        d["global_attn_every_n_layers"] = n
+    rope = d.pop("rope_parameters", None) or {}
+    for kind, name in (("full_attention", "global_rope_theta"),
+                       ("sliding_attention", "local_rope_theta")):
+        params = rope.get(kind) or {}
+        if params.get("rope_type", "default") != "default":
+            raise MaskedLMError(f"config: rope_type {params['rope_type']!r} is not supported "
+                                "(only the default rotary embedding)")
+        if "rope_theta" in params:
+            d[name] = params["rope_theta"]
+    if d.pop("rope_scaling", None) is not None:
+        raise MaskedLMError("config: rope_scaling is not supported")
+    return d

@@ -13,19 +13,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskedlm.errors import MaskedLMError
 from maskedlm.models.bert import BertModel, Rows, activation, init_weights
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.losses import linear_cross_entropy
+from maskedlm.models.modernbert import ModernBertModel, init_modernbert
+
+Encoder = BertModel | ModernBertModel
+
+
+def build_encoder(config: ModelConfig, add_pooler: bool = False) -> Encoder:
+    """The encoder of ``config.arch``; ``add_pooler`` (next sentence prediction) is BERT's.
+
+    >>> build_encoder(ModelConfig.from_name("tiny", arch="modernbert", vocab_size=100)).pooler is None
+    True
+    """
+    if config.arch == "modernbert":
+        if add_pooler:
+            raise MaskedLMError("next sentence prediction needs BERT's pooler and sentence pairs; "
+                                "--arch modernbert has neither (use --recipe roberta, spanbert or budget)")
+        return ModernBertModel(config)
+    return BertModel(config, add_pooler=add_pooler)
+
+
+def decoder_bias(config: ModelConfig) -> nn.Parameter | None:
+    """The vocabulary decoder's own bias, or None where ``config.decoder_bias`` is off."""
+    return nn.Parameter(torch.zeros(config.vocab_size)) if config.decoder_bias else None
 
 
 class PredictionTransform(nn.Module):
-    """dense -> GeLU -> LayerNorm, before the tied decoder."""
+    """dense -> GeLU -> LayerNorm, before the tied decoder (ModernBERT's ``head``: its
+    biases follow ``classifier_bias`` and ``norm_bias``)."""
 
     def __init__(self, config: ModelConfig, in_features: int | None = None) -> None:
         super().__init__()
-        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.act = activation(config.hidden_act)
+        self.dense = nn.Linear(in_features or config.hidden_size, config.hidden_size,
+                               bias=bool(config.classifier_bias))
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps,
+                                      bias=bool(config.norm_bias))
+        self.act = activation(config.classifier_activation or config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.act(self.dense(x)))
@@ -38,7 +64,7 @@ class MaskedLMHead(nn.Module):
         super().__init__()
         self.transform = PredictionTransform(config)
         self.decoder_weight = word_embeddings.weight  # tied: the same Parameter
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.bias = decoder_bias(config)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(N, H) hidden states at target positions -> (N, V) logits."""
@@ -65,7 +91,7 @@ class SpanBoundaryHead(nn.Module):
         self.layer1 = PredictionTransform(config, in_features=3 * config.hidden_size)
         self.layer2 = PredictionTransform(config)
         self.decoder_weight = word_embeddings.weight
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.bias = decoder_bias(config)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """left/right (N, H) boundary states, pos (N,) 0-based offsets -> (N, V) logits."""
@@ -137,9 +163,12 @@ class BertForPreTraining(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.bert = BertModel(config, add_pooler=config.nsp_head)
+        self.bert = build_encoder(config, add_pooler=config.nsp_head)
         self.cls = PretrainingHeads(config, self.bert.embeddings.word_embeddings)
-        init_weights(self, config.initializer_range)
+        if config.arch == "modernbert":
+            init_modernbert(self, config)
+        else:
+            init_weights(self, config.initializer_range)
 
     def mlm_logits(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits at flat ``positions`` of a (B, T, H) hidden tensor."""
@@ -151,12 +180,14 @@ class BertForPreTraining(nn.Module):
                 next_sentence_label: torch.Tensor | None = None,
                 sbo_left: torch.Tensor | None = None, sbo_right: torch.Tensor | None = None,
                 sbo_pos: torch.Tensor | None = None,
+                sequence_ids: torch.Tensor | None = None,
                 normalizer: float | None = None,
                 nsp_normalizer: float | None = None) -> PretrainingOutput:
         """Losses are sums over targets divided by ``normalizer`` (default: this batch's
         target count) and, for NSP, over sequences divided by ``nsp_normalizer``, so that
         accumulation and data parallelism can divide by the global counts and reproduce
-        one big batch exactly."""
+        one big batch exactly. ``sequence_ids`` (B, T): packed rows (ModernBERT only; see
+        :mod:`maskedlm.models.modernbert`)."""
         B, T = input_ids.shape
         targets = labels.reshape(-1)
         head = self.cls.span_boundary
@@ -165,8 +196,9 @@ class BertForPreTraining(nn.Module):
         needed, idx, left_pos, right_pos = read_positions(
             labels, sbo_left if sbo else None, sbo_right if sbo else None, with_cls=nsp)
         rows = Rows.of(needed)  # the last layer runs only where a head reads
+        packed = {} if sequence_ids is None else {"sequence_ids": sequence_ids}
         hidden = self.bert(input_ids, token_type_ids, attention_mask,
-                           rows=None if rows is None else rows.rows).last_hidden_state
+                           rows=None if rows is None else rows.rows, **packed).last_hidden_state
         at = (lambda p: p) if rows is None else rows.flat
         flat = hidden.reshape(-1, hidden.shape[-1])
         n = int(idx.numel())

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from maskedlm.data.tokenizer import Tokenizer
-from maskedlm.models.bert import BertModel
 from maskedlm.models.config import ModelConfig
+from maskedlm.models.heads import Encoder
 
 Feature = dict[str, Any]
 Batch = dict[str, torch.Tensor]
@@ -30,7 +30,7 @@ Batch = dict[str, torch.Tensor]
 class TaskModel(nn.Module):
     """An encoder with a task head: ``head(hidden (B, T, H), batch) -> outputs``."""
 
-    def __init__(self, encoder: BertModel, head: nn.Module) -> None:
+    def __init__(self, encoder: Encoder, head: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head

@@ -118,7 +118,7 @@ def apply_freeze(model: TaskModel, spec: str) -> int:
         model.encoder.pooler.requires_grad_(False)
     if k is not None:
         model.encoder.embeddings.requires_grad_(False)
-        for layer in model.encoder.encoder.layer[:k]:
+        for layer in model.encoder.blocks[:k]:
             layer.requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
