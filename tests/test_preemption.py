@@ -43,14 +43,14 @@ def signal_at(monkeypatch, sig: int, at_step: int = 3) -> None:
 def test_signal_saves_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch,
                                                              uninterrupted, sig):
     out = tmp_path / "run"
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
     signal_at(monkeypatch, sig)
     with pytest.raises(Preempted) as info:
         pretrain(opts(tiny_data["shards"], out, max_steps=STEPS, log_every=LOG_EVERY))
     assert info.value.signal_name == signal.Signals(sig).name
     assert 1 <= info.value.step < STEPS and info.value.checkpoint == str(out / "checkpoint")
     assert load_training_state(out / "checkpoint")["step"] == info.value.step
-    assert signal.getsignal(sig) is not None and signal.getsignal(signal.SIGINT) is \
-        signal.default_int_handler  # handlers restored
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the handlers are restored
     monkeypatch.undo()
     resume = "auto" if sig == signal.SIGUSR1 else True  # auto: resumes as there is a checkpoint
     pretrain(opts(tiny_data["shards"], out, max_steps=STEPS, log_every=LOG_EVERY, resume=resume))

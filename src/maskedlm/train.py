@@ -319,12 +319,20 @@ def tensorboard_writer(out_dir: Path) -> Any:
 
 
 def write_scalars(writer: Any, record: dict[str, Any], step: int, prefix: str = "") -> None:
-    """Every number in ``record`` as a scalar at ``step``; nested dicts as ``dev/f1`` tags."""
+    """Every number in ``record`` as a scalar at ``step``; nested dicts as ``dev/f1`` tags.
+
+    Flushed before returning: the writer's thread appends to its event file by path, so
+    nothing may be pending while fine-tuning swaps the run directory (and ``tb/`` in it)."""
     if writer is None:
         return
+    _add_scalars(writer, record, step, prefix)
+    writer.flush()
+
+
+def _add_scalars(writer: Any, record: dict[str, Any], step: int, prefix: str) -> None:
     for k, v in record.items():
         if isinstance(v, dict):
-            write_scalars(writer, v, step, f"{prefix}{k}/")
+            _add_scalars(writer, v, step, f"{prefix}{k}/")
         elif k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
             writer.add_scalar(prefix + k, v, step)
 
