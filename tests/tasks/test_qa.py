@@ -188,8 +188,8 @@ def fast(**kw) -> FinetuneConfig:
 def test_tiny_model_overfits_questions_and_round_trips(tiny_qa_model, tmp_path):
     train = str(tiny_qa_model / "train.json")
     task = make_task("qa")
-    s = finetune(task, tiny_qa_model / "model", train, train, tmp_path / "run", fast())
-    assert s["best"]["dev"]["exact_match"] >= 90.0
+    s = finetune(task, tiny_qa_model / "model", train, train, tmp_path / "run", fast(epochs=80))
+    assert s["best"]["dev"]["exact_match"] >= 90.0  # 40 epochs sometimes stopped at 14/16
     m = maskedlm.load(tmp_path / "run")
     ex = read_squad(train)[0]
     out = m.predict(ex.question, ex.context)
