@@ -1,4 +1,4 @@
-"""Fine-tune the same BERT weights for SQuAD v1.1 with ``transformers`` and with ours.
+"""Fine-tune the same encoder weights for SQuAD v1.1 with ``transformers`` and with ours.
 
 The split: the first 34 of the 38 articles in ``../shared/data/squad/train.json`` train,
 the last 4 are the dev split both systems are scored on. Both sides use the same
@@ -63,21 +63,35 @@ def run_ours(a: argparse.Namespace, out: Path) -> dict:
             "wall_s": round(time.perf_counter() - t0, 1), "steps": s["steps"]}
 
 
+def _is_ours(path: Path) -> bool:
+    """A maskedlm run or checkpoint (not a Hugging Face directory)."""
+    return (path / "run.json").is_file() or (path / "masking.json").is_file()
+
+
 def _tokenizer(model: str):
+    from maskedlm.checkpoint import resolve_checkpoint_dir
     from maskedlm.data.tokenizer import Tokenizer
-    return Tokenizer.load(model)
+    return Tokenizer.load(resolve_checkpoint_dir(model) if _is_ours(Path(model)) else model)
 
 
 def run_transformers(a: argparse.Namespace) -> dict:
+    import tempfile
+
     from transformers import (
+        AutoModelForQuestionAnswering,
         AutoTokenizer,
-        BertForQuestionAnswering,
         get_linear_schedule_with_warmup,
     )
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
+    from maskedlm.export import export_hf
+
     train, dev = split(a)
-    tok = AutoTokenizer.from_pretrained(a.model)
+    hf_dir, tmp = a.model, None
+    if _is_ours(Path(a.model)):  # one of our runs: hand transformers its export-hf directory
+        tmp = tempfile.TemporaryDirectory()
+        hf_dir = str(export_hf(a.model, Path(tmp.name) / "hf"))
+    tok = AutoTokenizer.from_pretrained(hf_dir)
 
     def encode(examples: list[QAExample]) -> tuple[list[dict], dict]:
         enc = tok([ex.question for ex in examples], [ex.context for ex in examples],
@@ -99,17 +113,20 @@ def run_transformers(a: argparse.Namespace) -> dict:
                 while e >= c0 and offs[e][1] >= a1:
                     e -= 1
                 start, end = s - 1, e + 1
-            rows.append({"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i],
-                         "attention_mask": enc["attention_mask"][i], "start_positions": start,
-                         "end_positions": end, "example": k,
-                         "offsets": [o if seq[t] == 1 else None for t, o in enumerate(offs)]})
+            row = {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                   "start_positions": start, "end_positions": end, "example": k,
+                   "offsets": [o if seq[t] == 1 else None for t, o in enumerate(offs)]}
+            if "token_type_ids" in enc:  # BERT has segments, ModernBERT none
+                row["token_type_ids"] = enc["token_type_ids"][i]
+            rows.append(row)
         return rows, enc
 
     train_rows, _ = encode(train)
     dev_rows, _ = encode(dev)
     torch.manual_seed(a.seed)
-    model = BertForQuestionAnswering.from_pretrained(a.model)
-    keys = ("input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions")
+    model = AutoModelForQuestionAnswering.from_pretrained(hf_dir)
+    inputs = tuple(k for k in ("input_ids", "token_type_ids", "attention_mask") if k in train_rows[0])
+    keys = (*inputs, "start_positions", "end_positions")
     steps_per_epoch = int(np.ceil(len(train_rows) / a.batch_size))
     total = int(round(a.epochs * steps_per_epoch))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -146,7 +163,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
         order = np.argsort([-len(r["input_ids"]) for r in dev_rows])
         for s in range(0, len(order), 64):
             rows = [dev_rows[i] for i in order[s:s + 64]]
-            batch = tok.pad([{k: r[k] for k in keys[:3]} for r in rows], return_tensors="pt")
+            batch = tok.pad([{k: r[k] for k in inputs} for r in rows], return_tensors="pt")
             with autocast(a.precision, CPU):
                 out = model(**batch)
             for b, r in enumerate(rows):  # run_qa's postprocess_qa_predictions, n_best 20
@@ -162,6 +179,8 @@ def run_transformers(a: argparse.Namespace) -> dict:
                             best[r["example"]] = (score, ctx[offs[i][0]:offs[j][1]])
     preds = {ex.id: best.get(k, (0.0, ""))[1] for k, ex in enumerate(dev)}
     m = squad_scores(preds, dev)
+    if tmp is not None:
+        tmp.cleanup()
     return {"system": "transformers", "exact_match": m["exact_match"], "f1": m["f1"],
             "train_features": len(train_rows), "train_examples_per_s": round(seen / train_time, 2),
             "wall_s": round(wall, 1), "steps": step}
@@ -169,7 +188,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="HF BERT dir (default: all-MiniLM-L6-v2)")
+    p.add_argument("--model", default=None, help="a Hugging Face BERT/ModernBert dir or one of our pretraining runs (default: all-MiniLM-L6-v2)")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--dev-articles", type=int, default=4)
     p.add_argument("--epochs", type=float, default=2.0)
