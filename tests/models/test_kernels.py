@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from maskedlm.models import kernels
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.models.kernels import Dropout, TokenEmbedding, attention_with_dropout, drop_mask
+from maskedlm.models.kernels import (
+    Dropout,
+    TokenEmbedding,
+    attention,
+    attention_with_dropout,
+    drop_mask,
+    stock,
+)
 
 
 def test_drop_mask_rate_and_lanes():
@@ -48,6 +55,28 @@ def test_attention_with_dropout_is_sdpa_math_when_nothing_drops():
     torch.manual_seed(0)
     out = attention_with_dropout(q, k, v, keep, 0.5)  # dropped probabilities, rescaled
     assert out.shape == ref.shape and not torch.allclose(out, ref)
+
+
+def test_bf16_attention_on_cpu_is_computed_in_fp32_with_bf16_gradients():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=g).bfloat16().requires_grad_() for _ in range(3))
+    keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)[:, None, None, :]
+    ref_in = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref = F.scaled_dot_product_attention(*ref_in, attn_mask=keep)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v, keep, 0.0)
+    assert out.dtype == torch.bfloat16
+    # one rounding of the fp32 result, where bf16 SDPA rounds its intermediate products too
+    torch.testing.assert_close(out, ref.bfloat16(), atol=0, rtol=0)
+    w = torch.randn(out.shape, generator=g)
+    (out.float() * w).sum().backward()
+    (ref * w).sum().backward()
+    for ours, theirs in zip((q, k, v), ref_in, strict=True):
+        assert ours.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(ours.grad.float(), theirs.grad, atol=2e-2, rtol=2e-2)
+    with stock(), torch.autocast("cpu", dtype=torch.bfloat16):  # stock: bf16 SDPA as it is
+        plain = attention(q, k, v, keep, 0.0)
+    assert plain.dtype == torch.bfloat16 and not torch.equal(plain, out)
 
 
 def test_token_embedding_reuses_its_gradient_and_matches_stock_embedding():
