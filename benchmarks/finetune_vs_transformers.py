@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from side_by_side import add_system_args, run_systems
+from side_by_side import add_system_args, run_systems, train_peer
 
 from maskedlm.tasks import FinetuneConfig, finetune, make_task
 from maskedlm.tasks.data import read_conll
@@ -65,9 +65,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
         AutoTokenizer,
         BertForTokenClassification,
         DataCollatorForTokenClassification,
-        get_linear_schedule_with_warmup,
     )
-    from transformers.trainer_pt_utils import get_length_grouped_indices
 
     train = read_conll(a.train)
     train = [train[i] for i in subsample(len(train), a.train_limit, a.seed)]
@@ -102,43 +100,10 @@ def run_transformers(a: argparse.Namespace) -> dict:
     torch.manual_seed(a.seed)  # the classifier's initialisation, as ours is seeded
     model = BertForTokenClassification.from_pretrained(
         a.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index)
-    # A plain loop (Trainer needs `accelerate`, which the project does not depend on),
-    # with transformers' own pieces: its length-grouped sampler (mega-batches of 50),
-    # its padding collator, its linear warm-up/decay schedule.
     torch.manual_seed(a.seed)
     strip = [{k: v for k, v in r.items() if k != "word_ids"} for r in train_rows]
-    collate = DataCollatorForTokenClassification(tok)
-    steps_per_epoch = int(np.ceil(len(strip) / a.batch_size))
-    total = int(round(a.epochs * steps_per_epoch))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr,
-                            fused=True)  # Trainer's default optim with torch >= 2.8
-    sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
-    gen = torch.Generator().manual_seed(a.seed)
-    model.train()
-    step, seen, train_time = 0, 0, 0.0
-    t0 = time.perf_counter()
-    while step < total:
-        order = list(get_length_grouped_indices([len(r["input_ids"]) for r in strip],
-                                                a.batch_size, generator=gen))
-        for s in range(0, len(order), a.batch_size):
-            t1 = time.perf_counter()
-            batch = collate([strip[i] for i in order[s:s + a.batch_size]])
-            with autocast(a.precision, CPU):
-                loss = model(**batch).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            train_time += time.perf_counter() - t1
-            step, seen = step + 1, seen + len(batch["input_ids"])
-            if step >= total:
-                break
-    wall = time.perf_counter() - t0
-    model.eval()
+    t = train_peer(model, strip, DataCollatorForTokenClassification(tok), a)
+    step, seen, train_time, wall = t["steps"], t["seen"], t["train_time"], t["wall"]
     gold, pred = [s.tags for s in dev], []
     with torch.no_grad():
         order = np.argsort([-len(r["input_ids"]) for r in dev_rows])

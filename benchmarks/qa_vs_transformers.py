@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from finetune_vs_transformers import default_model, subsample
-from side_by_side import add_system_args, run_systems
+from side_by_side import add_system_args, run_systems, train_peer
 
 from maskedlm.tasks import FinetuneConfig, finetune, make_task
 from maskedlm.tasks.data import QAExample, read_squad
@@ -80,9 +80,7 @@ def run_transformers(a: argparse.Namespace) -> dict:
     from transformers import (
         AutoModelForQuestionAnswering,
         AutoTokenizer,
-        get_linear_schedule_with_warmup,
     )
-    from transformers.trainer_pt_utils import get_length_grouped_indices
 
     from maskedlm.export import export_hf
 
@@ -127,37 +125,12 @@ def run_transformers(a: argparse.Namespace) -> dict:
     model = AutoModelForQuestionAnswering.from_pretrained(hf_dir)
     inputs = tuple(k for k in ("input_ids", "token_type_ids", "attention_mask") if k in train_rows[0])
     keys = (*inputs, "start_positions", "end_positions")
-    steps_per_epoch = int(np.ceil(len(train_rows) / a.batch_size))
-    total = int(round(a.epochs * steps_per_epoch))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, fused=True)
-    sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
-    gen = torch.Generator().manual_seed(a.seed)
-    model.train()
-    step, seen, train_time = 0, 0, 0.0
-    t0 = time.perf_counter()
-    while step < total:
-        order = list(get_length_grouped_indices([len(r["input_ids"]) for r in train_rows],
-                                                a.batch_size, generator=gen))
-        for s in range(0, len(order), a.batch_size):
-            t1 = time.perf_counter()
-            rows = [train_rows[i] for i in order[s:s + a.batch_size]]
-            batch = tok.pad([{k: r[k] for k in keys} for r in rows], return_tensors="pt")
-            with autocast(a.precision, CPU):
-                loss = model(**batch).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            train_time += time.perf_counter() - t1
-            step, seen = step + 1, seen + len(rows)
-            if step >= total:
-                break
-    wall = time.perf_counter() - t0
-    model.eval()
+
+    def collate(rows: list[dict]) -> dict:
+        return tok.pad([{k: r[k] for k in keys} for r in rows], return_tensors="pt")
+
+    t = train_peer(model, train_rows, collate, a)
+    step, seen, train_time, wall = t["steps"], t["seen"], t["train_time"], t["wall"]
     best: dict[int, tuple[float, str]] = {}
     with torch.no_grad():
         order = np.argsort([-len(r["input_ids"]) for r in dev_rows])

@@ -47,3 +47,50 @@ def run_systems(a: argparse.Namespace, script: str,
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
     return results
+
+
+def train_peer(model: torch.nn.Module, rows: list[dict], collate: Callable[[list[dict]], dict],
+               a: argparse.Namespace) -> dict:
+    """The peer's training loop, as transformers' Trainer would run it (Trainer itself needs
+    ``accelerate``, which the project does not depend on), built from transformers' own
+    pieces: fused AdamW (Trainer's default with torch >= 2.8) with weight decay 0.01 off
+    biases and norms, 10% linear warm-up then linear decay, its length-grouped sampler
+    (mega-batches of 50), gradient clipping at 1, ``a.epochs`` passes of ``a.batch_size``.
+    Returns the steps, the examples seen, the time spent in steps and the wall time."""
+    import time
+
+    import numpy as np
+    from transformers import get_linear_schedule_with_warmup
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from maskedlm.train import autocast
+    total = int(round(a.epochs * int(np.ceil(len(rows) / a.batch_size))))
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, fused=True)
+    sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
+    gen = torch.Generator().manual_seed(a.seed)
+    model.train()
+    step, seen, train_time = 0, 0, 0.0
+    t0 = time.perf_counter()
+    while step < total:
+        order = list(get_length_grouped_indices([len(r["input_ids"]) for r in rows],
+                                                a.batch_size, generator=gen))
+        for s in range(0, len(order), a.batch_size):
+            t1 = time.perf_counter()
+            batch = collate([rows[i] for i in order[s:s + a.batch_size]])
+            with autocast(a.precision, torch.device("cpu")):
+                loss = model(**batch).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            train_time += time.perf_counter() - t1
+            step, seen = step + 1, seen + len(batch["input_ids"])
+            if step >= total:
+                break
+    model.eval()
+    return {"steps": step, "seen": seen, "train_time": train_time,
+            "wall": time.perf_counter() - t0}
