@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from tokenizers import Tokenizer as HFTokenizer
 
-from maskedlm.data.tokenizer import Tokenizer, train_tokenizer
+from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer, _canonical_ids, train_tokenizer
 from maskedlm.errors import MaskedLMError
 
 WORDS = "the cat dog sat on mat and ran far away from home with a red ball in garden".split()
@@ -187,3 +190,21 @@ def test_saved_directory_loads_in_transformers(tok: Tokenizer, tmp_path: Path) -
         theirs = cls.from_pretrained(str(tmp_path))
         for text in TEXTS[:2]:
             assert theirs(text)["input_ids"] == tok.encode(text)["input_ids"].tolist()
+
+
+def test_trained_ids_are_canonical(tok: Tokenizer) -> None:
+    vocab = tok.vocab()
+    rest = vocab[5:]
+    assert rest == sorted(rest, key=lambda t: (len(t.removeprefix("##")), t))
+    # the numbering depends on the set of tokens only, not on the trainer's order
+    shuffled = {t: i for i, t in enumerate(reversed(vocab))}
+    assert list(_canonical_ids(shuffled, SPECIAL_TOKENS)) == vocab
+
+
+def test_training_twice_gives_the_same_ids() -> None:
+    path = shared_data("gutenberg/gutenberg_train.txt.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        lines = list(itertools.islice(f, 20000))
+    a, b = (train_tokenizer([lines], vocab_size=4000, show_progress=False) for _ in range(2))
+    # before ids were canonical, ties between merges swapped ids from run to run
+    assert a.fingerprint() == b.fingerprint() and a.vocab_size == 4000

@@ -11,7 +11,7 @@ from conftest import SHARED_DATA
 import maskedlm
 from maskedlm.checkpoint import save_checkpoint
 from maskedlm.cli import main
-from maskedlm.data.tokenizer import train_tokenizer
+from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
@@ -62,9 +62,14 @@ def squad_json(n_paragraphs: int, seed: int, impossible: bool = False) -> dict:
 @pytest.fixture(scope="module")
 def tiny_qa_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("qa")
-    text = [" ".join(PEOPLE + PLACES + VERBS + "who what did rule for many years later".split()
-                     + ["? . ,"])] * 20
-    tok = train_tokenizer([text], vocab_size=120, lowercase=True, show_progress=False)
+    # a written vocabulary, not a trained one: on this tiny corpus every merge ties, and
+    # the WordPiece trainer breaks ties differently from run to run (a different model)
+    words = PEOPLE + PLACES + VERBS + "who what did rule for many years later".split()
+    pieces = sorted({w.lower() for w in words} | {w.lower().rstrip("d") for w in VERBS})
+    vocab = [*SPECIAL_TOKENS.values(), "?", ".", ",", *pieces]
+    (d / "tok").mkdir()
+    (d / "tok" / "vocab.txt").write_text("".join(f"{t}\n" for t in vocab))
+    tok = Tokenizer.load(d / "tok" / "vocab.txt")
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
@@ -189,7 +194,7 @@ def test_tiny_model_overfits_questions_and_round_trips(tiny_qa_model, tmp_path):
     train = str(tiny_qa_model / "train.json")
     task = make_task("qa")
     s = finetune(task, tiny_qa_model / "model", train, train, tmp_path / "run", fast(epochs=80))
-    assert s["best"]["dev"]["exact_match"] >= 90.0  # 40 epochs sometimes stopped at 14/16
+    assert s["best"]["dev"]["exact_match"] >= 90.0
     m = maskedlm.load(tmp_path / "run")
     ex = read_squad(train)[0]
     out = m.predict(ex.question, ex.context)
@@ -212,12 +217,15 @@ def test_squad_v2_null_threshold(tiny_qa_model, tmp_path):
     assert result["f1"] >= dev["f1"] - 1e-9  # the sweep includes (near) the default threshold
     metrics = m.task.evaluate(m.model, m.task.read(v2), m.tokenizer, m.max_length, 8)
     assert metrics["f1"] == pytest.approx(result["f1"])
-    assert metrics["no_ans_f1"] >= 75.0  # unanswerable questions get the empty answer
     # an impossibly high threshold answers everything; a very low one nothing
     m.task.threshold = 1e9
-    assert m.task.evaluate(m.model, m.task.read(v2), m.tokenizer, 64, 8)["no_ans_f1"] == 0.0
+    answer_all = m.task.evaluate(m.model, m.task.read(v2), m.tokenizer, 64, 8)
+    assert answer_all["no_ans_f1"] == 0.0
     m.task.threshold = -1e9
-    assert m.task.evaluate(m.model, m.task.read(v2), m.tokenizer, 64, 8)["has_ans_f1"] == 0.0
+    abstain_all = m.task.evaluate(m.model, m.task.read(v2), m.tokenizer, 64, 8)
+    assert abstain_all["has_ans_f1"] == 0.0 and abstain_all["no_ans_f1"] == 100.0
+    # the calibrated threshold is at least as good as either extreme
+    assert result["f1"] >= max(answer_all["f1"], abstain_all["f1"]) - 1e-9
 
 
 def test_cli_calibrate_stores_the_null_threshold(tiny_qa_model, tmp_path, capsys):

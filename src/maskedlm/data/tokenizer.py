@@ -303,6 +303,10 @@ def _from_vocab_file(path: Path, lowercase: bool, special: dict[str, str]) -> HF
         raise MaskedLMError(f"{path}: not UTF-8") from None
     if special["unk"] not in vocab:
         raise MaskedLMError(f"{path}: vocabulary lacks the unk token {special['unk']!r}")
+    return _wordpiece(vocab, lowercase, special)
+
+
+def _wordpiece(vocab: dict[str, int], lowercase: bool, special: dict[str, str]) -> HFTokenizer:
     hf = HFTokenizer(
         models.WordPiece(
             vocab,
@@ -313,6 +317,24 @@ def _from_vocab_file(path: Path, lowercase: bool, special: dict[str, str]) -> HF
     )
     hf.add_special_tokens([t for t in special.values() if t in vocab])  # keeps their ids
     return _bert_pipeline(hf, lowercase, special)
+
+
+def _canonical_ids(trained: dict[str, int], special: dict[str, str]) -> dict[str, int]:
+    """Number a trained vocabulary so that the same set always gets the same ids.
+
+    The WordPiece trainer orders merges of equal count by hash-map iteration, so two runs
+    on the same corpus give the same tokens under different ids (and so different
+    models from one seed). Special tokens keep ids 0..4; the single characters (the
+    alphabet) follow, then the merged pieces by length, each group in code-point order.
+    Greedy longest-match WordPiece does not depend on the ids, so encoding is unchanged.
+    """
+    specials = list(special.values())
+    rest = [t for t in trained if t not in special.values()]
+
+    def key(token: str) -> tuple[int, str]:
+        return len(token.removeprefix("##")), token
+
+    return {t: i for i, t in enumerate(specials + sorted(rest, key=key))}
 
 
 def _iter_sentences(documents: Iterable[list[str]], batch: int = 1000) -> Iterator[list[str]]:
@@ -357,4 +379,5 @@ def train_tokenizer(
     hf.train_from_iterator(_iter_sentences(documents), trainer=trainer)
     if hf.get_vocab_size() <= len(special):
         raise MaskedLMError("corpus: too little text to train a tokenizer")
-    return Tokenizer(_bert_pipeline(hf, lowercase, special), lowercase=lowercase, special=special)
+    hf = _wordpiece(_canonical_ids(hf.get_vocab(), special), lowercase, special)
+    return Tokenizer(hf, lowercase=lowercase, special=special)
