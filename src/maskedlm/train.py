@@ -29,6 +29,7 @@ from torch import nn
 
 from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.progress import DEFAULT_EVERY, progress
+from maskedlm.runtime import tune_allocator
 
 Batch = dict[str, np.ndarray]
 
@@ -413,6 +414,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     where it wrote. SIGTERM, SIGINT or SIGUSR1 end the run after the current step with a
     checkpoint and :class:`~maskedlm.errors.Preempted` (see :class:`StopSignals`).
     """
+    tune_allocator()
     di = di or DistInfo()
     model.to(di.device)
     model.train()

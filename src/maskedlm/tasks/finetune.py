@@ -47,6 +47,7 @@ from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_de
 from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
+from maskedlm.runtime import tune_allocator
 from maskedlm.train import TENSORBOARD_DIR, StopSignals, autocast, tensorboard_writer, write_scalars
 
 TASK_FILE = "task.json"
@@ -349,6 +350,7 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
 def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
               dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
               ) -> dict[str, Any]:
+    tune_allocator()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_ex, dev_ex = _read_examples(task, train, dev, cfg.train_limit, rng)
