@@ -57,6 +57,32 @@ def test_attention_with_dropout_is_sdpa_math_when_nothing_drops():
     assert out.shape == ref.shape and not torch.allclose(out, ref)
 
 
+@pytest.mark.parametrize("tile", [1 << 19, 2 * 4 * 6 * 7, 2 * 6 * 7, 1])  # all, 2 rows, 2 heads, 1 head
+@pytest.mark.parametrize("mask_rows", [1, 6])  # a padding mask, or one per query row
+def test_tiled_attention_with_dropout_matches_the_formula_and_its_gradients(monkeypatch, tile, mask_rows):
+    monkeypatch.setattr(kernels, "ATTENTION_TILE", tile)
+    g = torch.Generator().manual_seed(1)
+    B, nh, R, T, hd, p = 3, 4, 6, 7, 8, 0.3
+    q = torch.randn(B, nh, R, hd, generator=g, requires_grad=True)
+    k, v = (torch.randn(B, nh, T, hd, generator=g, requires_grad=True) for _ in range(2))
+    mask = torch.rand(B, 1, mask_rows, T, generator=g) > 0.3
+    mask[..., 0] = True  # no empty row
+    grad = torch.randn(B, nh, R, hd, generator=g)
+    torch.manual_seed(5)
+    out = attention_with_dropout(q, k, v, mask, p)
+    out.backward(grad)
+    torch.manual_seed(5)  # the same draw: the mask is the function's first use of the stream
+    kept = ~drop_mask(torch.Size((B, nh, R, T)), p, q.device)
+    assert 0 < kept.float().mean() < 1
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    scores = (q64 @ k64.transpose(-1, -2) / hd ** 0.5).masked_fill(~mask, float("-inf"))
+    ref = (scores.softmax(-1) * kept / (1 - p)) @ v64
+    ref.backward(grad.double())
+    torch.testing.assert_close(out, ref.float())
+    for ours, theirs in ((q, q64), (k, k64), (v, v64)):
+        torch.testing.assert_close(ours.grad, theirs.grad.float())
+
+
 def test_bf16_attention_on_cpu_is_computed_in_fp32_with_bf16_gradients():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 6, 8, generator=g).bfloat16().requires_grad_() for _ in range(3))
