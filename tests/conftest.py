@@ -61,6 +61,19 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
+def written_tokenizer(directory: Path, pieces: list[str]):
+    """A tokenizer from a written vocabulary (the special tokens, then ``pieces``) in
+    ``directory/tok``. Tests whose corpus is a handful of toy words use it instead of a
+    trained one: on such a corpus every merge ties, and the WordPiece trainer breaks ties
+    differently from run to run (a different model, huggingface/tokenizers#1794)."""
+    from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+
+    (directory / "tok").mkdir()
+    vocab = directory / "tok" / "vocab.txt"
+    vocab.write_text("".join(f"{t}\n" for t in [*SPECIAL_TOKENS.values(), *pieces]))
+    return Tokenizer.load(vocab)
+
+
 def save_tiny_encoder(path: Path, words: list[str], vocab_size: int = 100) -> Path:
     """A random 2-layer encoder (hidden 32) with a tokenizer trained on ``words``."""
     import torch

@@ -29,6 +29,10 @@ def test_drop_mask_rate_and_lanes():
     # every one of the four 16-bit lanes of a 64-bit draw is used (no stuck sign bit)
     lanes = drop_mask(torch.Size([400_000]), 0.3, torch.device("cpu")).view(-1, 4).float().mean(0)
     assert torch.allclose(lanes, torch.full((4,), 0.3), atol=0.005)
+    torch.manual_seed(3)
+    dropped = drop_mask(torch.Size([50, 70]), 0.2, torch.device("cpu"))
+    torch.manual_seed(3)  # kept=True: the complement of the same draw
+    assert torch.equal(drop_mask(torch.Size([50, 70]), 0.2, torch.device("cpu"), kept=True), ~dropped)
 
 
 def test_dropout_forward_backward_share_the_mask_and_scale():

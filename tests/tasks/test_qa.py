@@ -6,12 +6,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, written_tokenizer
 
 import maskedlm
 from maskedlm.checkpoint import save_checkpoint
 from maskedlm.cli import main
-from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
@@ -62,14 +61,9 @@ def squad_json(n_paragraphs: int, seed: int, impossible: bool = False) -> dict:
 @pytest.fixture(scope="module")
 def tiny_qa_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("qa")
-    # a written vocabulary, not a trained one: on this tiny corpus every merge ties, and
-    # the WordPiece trainer breaks ties differently from run to run (a different model)
     words = PEOPLE + PLACES + VERBS + "who what did rule for many years later".split()
     pieces = sorted({w.lower() for w in words} | {w.lower().rstrip("d") for w in VERBS})
-    vocab = [*SPECIAL_TOKENS.values(), "?", ".", ",", *pieces]
-    (d / "tok").mkdir()
-    (d / "tok" / "vocab.txt").write_text("".join(f"{t}\n" for t in vocab))
-    tok = Tokenizer.load(d / "tok" / "vocab.txt")
+    tok = written_tokenizer(d, ["?", ".", ",", *pieces])
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,

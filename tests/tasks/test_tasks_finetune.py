@@ -7,12 +7,11 @@ import signal
 
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, written_tokenizer
 
 import maskedlm
 from maskedlm.checkpoint import save_checkpoint
 from maskedlm.cli import main
-from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
@@ -38,17 +37,13 @@ def ner_sentences(n: int, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A random 2-layer encoder (hidden 32) with a tokenizer trained on the toy words."""
+    """A random 2-layer encoder (hidden 32) with a written vocabulary of the toy words."""
     d = tmp_path_factory.mktemp("tiny")
-    # a written vocabulary, not a trained one: on this toy corpus every merge ties, and
-    # the WordPiece trainer breaks ties differently from run to run (a different model,
-    # huggingface/tokenizers#1794); two names are split, so words have several subwords
+    # two names are split, so words have several subwords
     split = {"villanueva": ["villa", "##nueva"], "blackburn": ["black", "##burn"]}
     words = " ".join(PEOPLE + PLACES + FILLER + ["good", "bad", "film", "plot", "x"]).split()
     pieces = dict.fromkeys(p for w in words for p in split.get(w, [w]))
-    (d / "tok").mkdir()
-    (d / "tok" / "vocab.txt").write_text("".join(f"{t}\n" for t in [*SPECIAL_TOKENS.values(), *pieces]))
-    tok = Tokenizer.load(d / "tok" / "vocab.txt")
+    tok = written_tokenizer(d, list(pieces))
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,

@@ -54,8 +54,9 @@ def stock(enabled: bool = True) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- dropout
-def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """Bernoulli(p) boolean mask, True where dropped, from 16 random bits per element.
+def drop_mask(shape: torch.Size, p: float, device: torch.device, kept: bool = False) -> torch.Tensor:
+    """Bernoulli(p) boolean mask, True where dropped (``kept=True``: its complement from
+    the same draw, True where kept), from 16 random bits per element.
 
     ``randint`` over the full int64 range gives 64 uniform bits per draw (``random_()``
     would leave the top bit 0); each 16-bit lane is compared with p * 2^16.
@@ -63,7 +64,8 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     n = math.prod(shape)
     words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
     lanes = words.view(torch.int16)[:n].view(shape)
-    return lanes < round(p * 65536) - 32768
+    threshold = round(p * 65536) - 32768
+    return lanes >= threshold if kept else lanes < threshold
 
 
 class _Dropout(torch.autograd.Function):
@@ -218,10 +220,7 @@ def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     their gradients stay in cache, and recomputes the scores in the backward instead of
     keeping the (B, nh, R, T) probabilities; only the 1-byte dropout mask is kept.
     """
-    if q.requires_grad or k.requires_grad or v.requires_grad:
-        return _TiledAttention.apply(q, k, v, mask, p)
-    with torch.no_grad():
-        return _TiledAttention.forward(None, q, k, v, mask, p)
+    return _TiledAttention.apply(q, k, v, mask, p)
 
 
 ATTENTION_TILE = 1 << 19
@@ -269,16 +268,15 @@ class _TiledAttention(torch.autograd.Function):
             bias = None
             if mask is not None:  # (B or 1, 1, R or 1, T): 0 where kept, -inf elsewhere
                 bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))
-            keep = (~drop_mask(torch.Size((B * nh, R, T)), p, q.device)).view(torch.uint8)
+            keep = drop_mask(torch.Size((B * nh, R, T)), p, q.device, kept=True).view(torch.uint8)
             out = torch.empty(B * nh, R, hd, dtype=torch.float32)
             tile = ATTENTION_TILE
             for t, rows in _tiles(B, nh, R, T, tile):
                 probs = _probs(qs[t], kf[t], bias, rows)
                 torch.bmm(probs.mul_(keep[t]), vf[t], out=out[t])
             out.mul_(1.0 / (1.0 - p))
-        if ctx is not None:
-            ctx.save_for_backward(qs, kf, vf, bias, keep)
-            ctx.p, ctx.dtypes, ctx.nh, ctx.tile = p, (q.dtype, k.dtype, v.dtype), nh, tile
+        ctx.save_for_backward(qs, kf, vf, bias, keep)
+        ctx.p, ctx.dtypes, ctx.nh, ctx.tile = p, (q.dtype, k.dtype, v.dtype), nh, tile
         return out.view(B, nh, R, hd).to(q.dtype)
 
     @staticmethod
