@@ -101,6 +101,15 @@ def test_selection_split_is_disjoint_seeded_and_capped():
         selection_split(1, 0.1, 1000, 0)
 
 
+def test_sst2_fine_tunes_small_encoders_at_its_own_rate(setup, tmp_path):
+    model, data = setup
+    card = scorecard(model, ["sst2", "mrpc"], data_root=data, log=lambda s: None,
+                     out=tmp_path / "card", overrides={"batch_size": 8})
+    assert card["tasks"]["sst2"]["lr"] == 3e-4  # TaskSpec.small_lr (a 32-wide encoder)
+    assert card["tasks"]["mrpc"]["lr"] == 1e-4  # hyperparameters() for hidden <= 512
+    assert card["hyperparameters"]["task_lr"] == {"sst2": 3e-4}
+
+
 def test_card_end_to_end(setup, tmp_path):
     model, data = setup
     card = scorecard(model, TASKS, data_root=data, out=tmp_path / "card", log=lambda s: None,
@@ -124,6 +133,7 @@ def test_card_end_to_end(setup, tmp_path):
     assert card["tasks"]["sst2"]["score"] == 1.0
     assert card["tasks"]["upos"]["score"] > 0.9
     assert card["overridden"] == ["batch_size", "head_lr_spans", "lr"]
+    assert {card["tasks"][t]["lr"] for t in ("sst2", "mrpc", "squad")} == {3e-3}  # override wins
     saved = load_card(tmp_path / "card")
     assert saved["mean"] == card["mean"]
     md = (tmp_path / "card" / "scorecard.md").read_text()
