@@ -31,6 +31,9 @@ def test_drop_mask_rate_and_lanes():
     assert torch.allclose(lanes, torch.full((4,), 0.3), atol=0.005)
     torch.manual_seed(3)
     dropped = drop_mask(torch.Size([50, 70]), 0.2, torch.device("cpu"))
+    torch.manual_seed(3)  # torch's seed decides the mask (it seeds the PCG64 stream)
+    assert torch.equal(drop_mask(torch.Size([50, 70]), 0.2, torch.device("cpu")), dropped)
+    assert not torch.equal(drop_mask(torch.Size([50, 70]), 0.2, torch.device("cpu")), dropped)
     torch.manual_seed(3)  # kept=True: the complement of the same draw
     assert torch.equal(drop_mask(torch.Size([50, 70]), 0.2, torch.device("cpu"), kept=True), ~dropped)
 
