@@ -14,7 +14,7 @@ from maskedlm.data.tokenizer import train_tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.scorecard import load_card, markdown, scorecard, selection_split
+from maskedlm.scorecard import hyperparameters, load_card, markdown, scorecard, selection_split
 
 WORDS = "jane anna paris lima met the team in today good bad film plot fine dull bank river money".split()
 
@@ -108,6 +108,7 @@ def test_sst2_fine_tunes_small_encoders_at_its_own_rate(setup, tmp_path):
     assert card["tasks"]["sst2"]["lr"] == 3e-4  # TaskSpec.small_lr (a 32-wide encoder)
     assert card["tasks"]["mrpc"]["lr"] == 1e-4  # hyperparameters() for hidden <= 512
     assert card["hyperparameters"]["task_lr"] == {"sst2": 3e-4}
+    assert hyperparameters(768)["task_lr"] == {}  # wide encoders: one rate for every task
 
 
 def test_card_end_to_end(setup, tmp_path):
