@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from maskedlm.errors import MaskedLMError
 
@@ -220,6 +219,8 @@ def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
 def random_init_twin(model: str, out: Path, seed: int = 0) -> Path:
     """A checkpoint with ``model``'s architecture and tokenizer and freshly initialised
     weights (BERT's or ModernBERT's initialisation, as the architecture)."""
+    import torch
+
     from maskedlm.checkpoint import load_model, save_checkpoint
     from maskedlm.data.tokenizer import Tokenizer
     from maskedlm.models.heads import BertForPreTraining
@@ -244,6 +245,8 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     ``limit`` caps every task's training examples and ``overrides`` replaces fixed
     hyperparameters (smoke tests and experiments; the card records both).
     """
+    import torch  # here, not at the top: `maskedlm --help` builds this module's task list
+
     from maskedlm.checkpoint import load_model, read_config, resolve_checkpoint_dir
 
     unknown = [t for t in tasks if t not in TASKS]

@@ -38,3 +38,15 @@ def test_version_comes_from_the_package_metadata(capsys):
     expected = version("maskedlm")  # pyproject.toml's, as installed (make setup: pip install -e)
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"maskedlm {expected}"
+
+
+def test_help_and_version_import_no_torch():
+    # `maskedlm --help` answered in 5.5 s while the scorecard module imported torch at the
+    # top; the parser must be built from torch-free modules (issue #29).
+    import subprocess
+    import sys
+
+    code = ("import sys; from maskedlm.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

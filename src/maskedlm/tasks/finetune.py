@@ -42,12 +42,12 @@ from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
 from maskedlm.progress import DEFAULT_EVERY, progress
+from maskedlm.runtime import tune_allocator
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.runtime import tune_allocator
 from maskedlm.train import TENSORBOARD_DIR, StopSignals, autocast, tensorboard_writer, write_scalars
 
 TASK_FILE = "task.json"
