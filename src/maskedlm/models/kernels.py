@@ -234,7 +234,7 @@ def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 ATTENTION_TILE = 1 << 19
 """Scores per tile of :func:`attention_with_dropout` (2 MB in fp32). On this 2-core CPU
-(torch 2.13, ``benchmarks/attention_dropout.py``: best of 7 interleaved runs, heads from
+(torch 2.13, ``benchmarks/studies/attention_dropout.py``: best of 7 interleaved runs, heads from
 a fused qkv projection, padding in half the rows), forward + backward of one MiniLM
 layer's attention (B 32, 12 heads, T 176, head size 32) took 163 ms in SDPA with
 ``dropout_p``, 126 ms untiled with the cheap dropout and 78 ms in tiles of 2^19; tiled

@@ -2,17 +2,21 @@
 stock PyTorch kernels, and transformers' ``BertForQuestionAnswering``, interleaved in one
 process so that a loaded machine slows all three alike.
 
-    .venv/bin/python benchmarks/qa_step_interleaved.py [--repeats 3]
+    .venv/bin/python benchmarks/studies/qa_step_interleaved.py [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
-from finetune_vs_transformers import default_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/: the shared helpers
+from finetune_vs_transformers import default_model  # noqa: E402
 
 from maskedlm.checkpoint import load_model
 from maskedlm.models import kernels

@@ -4,8 +4,8 @@ with our cheap dropout (the kernel before the tiling), and ``kernels.attention_w
 (tiled), interleaved in one process, the best of ``--reps`` runs each. q, k and v are
 the heads of a fused qkv projection (strided views), as in the models.
 
-    python benchmarks/attention_dropout.py                 # MiniLM QA shape and others
-    python benchmarks/attention_dropout.py --tiles 17,19,21  # the tile-size sweep
+    python benchmarks/studies/attention_dropout.py                 # MiniLM QA shape and others
+    python benchmarks/studies/attention_dropout.py --tiles 17,19,21  # the tile-size sweep
 """
 
 from __future__ import annotations

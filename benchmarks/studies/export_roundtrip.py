@@ -1,7 +1,7 @@
 """Export a pretrained run as ``maskedlm export-hf`` does, load it with transformers' Auto classes and
 check that both fill the same masks with the same logits.
 
-    python benchmarks/export_roundtrip.py runs/modernbert-mini-1h [--sentence "..."]...
+    python benchmarks/studies/export_roundtrip.py runs/modernbert-mini-1h [--sentence "..."]...
 
 Prints, per sentence, our top-5 and transformers' top-5 and the largest absolute logit
 difference over the whole sequence; exits 1 when the top-5 differ or the logits differ by

@@ -2,7 +2,7 @@
 architectures), with the CPU attention computed in fp32 (``kernels.attention_fp32``, the
 default) and with plain bf16 SDPA, interleaved three times in one process on one thread:
 
-    OMP_NUM_THREADS=1 python benchmarks/attention_bf16_step.py RUN/data/shards/HASH
+    OMP_NUM_THREADS=1 python benchmarks/studies/attention_bf16_step.py RUN/data/shards/HASH
 """
 
 from __future__ import annotations
