@@ -6,7 +6,7 @@ Three recipes exact to their papers, and one for small budgets (the default):
 * ``roberta``: full sentences packed across documents, dynamic token masking, no NSP;
 * ``spanbert``: single contiguous segments within documents, span masking + SBO;
 * ``budget``: ``roberta``'s data and objective trained the way the 2022-25 encoders get
-  the most from little compute (:data:`BUDGET_TRAINING`, docs/pretraining.md has the
+  the most from little compute (:data:`BUDGET_TRAINING`, docs/results/budget-recipe.md has the
   ablation that chose each part).
 """
 
@@ -54,7 +54,7 @@ from maskedlm.train import Batch, DistInfo, TrainConfig, resolve_precision, trai
 Recipe = Literal["budget", "bert", "roberta", "spanbert"]
 
 # What ``--recipe budget`` trains with where a flag does not say otherwise; each entry
-# was measured on the 2-core CPU (docs/pretraining.md):
+# was measured on the 2-core CPU (docs/results/budget-recipe.md):
 # - pre-LN blocks: stable at high learning rates (cramming, Geiping & Goldstein 2023;
 #   ModernBERT, Warner et al. 2024; NeoBERT, Breton et al. 2025);
 # - no dropout: one pass over the data does not overfit (cramming, ModernBERT);
