@@ -1,11 +1,12 @@
-# Two entry points for a fresh machine; each sets up .venv on first use.
-#   make pretrain   - the main job: a tiny SpanBERT on the standard library's docstrings
-#   make test       - the import contracts (lint-imports), then the test suite
+# Entry points; each sets up .venv on first use.
+#   make pretrain   - the main job: a tiny encoder on the standard library's docstrings
+#   make check      - the edit loop (< 2 min): ruff, import contracts, tests not marked slow/data
+#   make test       - the full gate, what CI runs: ruff, import contracts, every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: pretrain test setup bench
+.PHONY: pretrain check test setup bench
 
 setup: $(VENV)/.installed
 
@@ -22,7 +23,13 @@ $(VENV)/.installed: pyproject.toml
 pretrain: setup
 	$(BIN)/maskedlm pretrain
 
+check: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow and not data"
+
 test: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
