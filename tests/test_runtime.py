@@ -51,5 +51,21 @@ def test_tuned_allocator_reuses_large_blocks():
     assert tuned["faults"] < stock["faults"] // 5  # the heap's blocks are reused (measured: 1/10)
 
 
-def test_tune_allocator_is_idempotent():
-    assert runtime.tune_allocator() == runtime.tune_allocator()
+@glibc
+def test_tune_allocator_acts_once_per_process():
+    # The first call decides for the process: a later call, even with the opt-out set by
+    # then, neither undoes nor repeats it.
+    code = ("import os; from maskedlm.runtime import tune_allocator as t; first = t(); "
+            "os.environ['MASKEDLM_STOCK_MALLOC'] = '1'; print(first, t())")
+    env = {**os.environ, "MASKEDLM_STOCK_MALLOC": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_opt_out_leaves_the_allocator_alone():
+    code = "from maskedlm.runtime import tune_allocator as t; print(t())"
+    env = {**os.environ, "MASKEDLM_STOCK_MALLOC": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split() == ["False"]

@@ -103,21 +103,33 @@ def test_standardize_anisotropy_and_errors(ckpt, corpus, tmp_path, capsys):
 
 
 def test_similarity_commands(ckpt, corpus, tmp_path, capsys):
+    # Pair 1 is one sentence against itself (cosine 1), pair 2 two different sentences
+    # (cosine < 1). On train, T/F: a threshold between them scores 1.0. Dev holds the same
+    # pairs with the labels swapped: scored with train's threshold it must be 0.0 exactly
+    # (a threshold refitted on dev, or dev read as train, would not give that).
     wic = tmp_path / "wic"
     wic.mkdir()
-    for split in ("train", "dev"):
+    for split, gold in (("train", "T\nF\n"), ("dev", "F\nT\n")):
         (wic / f"{split}.data.txt").write_text(
-            f"bank\tN\t4-1\t{SENTENCES[0]}\t{SENTENCES[1]}\n"
-            f"bank\tN\t4-2\t{SENTENCES[0]}\t{SENTENCES[4]}\n")
-        (wic / f"{split}.gold.txt").write_text("F\nT\n")
+            f"bank\tN\t4-4\t{SENTENCES[0]}\t{SENTENCES[0]}\n"
+            f"bank\tN\t4-1\t{SENTENCES[0]}\t{SENTENCES[1]}\n")
+        (wic / f"{split}.gold.txt").write_text(gold)
     r = run_json(capsys, ["similarity", "wic", str(ckpt), "--data", str(wic), "--json"])
     assert set(r) == {"dev_accuracy", "train_accuracy", "threshold"}
-    assert r["dev_accuracy"] == r["train_accuracy"] >= 0.5  # the same pairs
-    pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("bank\tmoney\t6\nriver\twater\t8\nbank\triver\t5\ndie\tunicorn\t1\n")
-    r = run_json(capsys, ["similarity", "words", str(ckpt), "--pairs", str(pairs),
-                          "--corpus", str(corpus), "--json"])
-    assert r["pairs"] == 3 and r["missing"] == 1 and -1 <= r["spearman"] <= 1
+    assert r["train_accuracy"] == 1.0 and r["dev_accuracy"] == 0.0
+    # Word pairs: Spearman is a rank statistic, so reversing the human ratings negates it and
+    # a monotone change of scale leaves it unchanged; a fourth pair misses the corpus.
+    scores = {"pairs.tsv": (6, 8, 5), "reversed.tsv": (5, 3, 6), "squared.tsv": (36, 64, 25)}
+    got = {}
+    for name, (a, b, c) in scores.items():
+        (tmp_path / name).write_text(f"bank\tmoney\t{a}\nriver\twater\t{b}\n"
+                                     f"bank\triver\t{c}\ndie\tunicorn\t1\n")
+        got[name] = run_json(capsys, ["similarity", "words", str(ckpt), "--pairs",
+                                      str(tmp_path / name), "--corpus", str(corpus), "--json"])
+    r = got["pairs.tsv"]
+    assert r["pairs"] == 3 and r["missing"] == 1 and r["spearman"] in (-1.0, -0.5, 0.5, 1.0)
+    assert got["reversed.tsv"]["spearman"] == pytest.approx(-r["spearman"])
+    assert got["squared.tsv"]["spearman"] == pytest.approx(r["spearman"])
 
 
 def test_plot_senses_with_clusters(ckpt, corpus, tmp_path, capsys):
@@ -233,4 +245,4 @@ def test_modernbert_checkpoint_embeds_and_compares(mb_ckpt, corpus, tmp_path, ca
     pairs.write_text("bank\tmoney\t6\nriver\twater\t8\nbank\triver\t5\n")
     r = run_json(capsys, ["similarity", "words", str(mb), "--pairs", str(pairs),
                           "--corpus", str(corpus), "--json"])
-    assert r["pairs"] == 3 and -1 <= r["spearman"] <= 1
+    assert r["pairs"] == 3 and r["spearman"] in (-1.0, -0.5, 0.5, 1.0)  # 3 pairs, distinct cosines
