@@ -227,6 +227,7 @@ def test_onnx_task_graph_holds_the_head_and_matches(capsys, tmp_path, tiny_encod
         assert [e["label"] for e in ra.get("entities", [])] == [e["label"] for e in rb.get("entities", [])]
 
 
+@pytest.mark.slow
 def test_onnx_int8_classifier_within_one_point_on_dev(capsys, tmp_path, tiny_encoder):
     needs("onnxruntime", "onnx")
     (tmp_path / "train.tsv").write_text(sentiment_rows(80, 0))

@@ -91,6 +91,7 @@ def test_sbo_uses_boundaries_and_relative_position():
     torch.testing.assert_close(out.sbo_loss, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pre_ln", [False, True])
 def test_tiny_model_overfits_one_batch(pre_ln):
     torch.manual_seed(0)

@@ -129,6 +129,7 @@ def test_last_layer_rows_equal_full_outputs_packed():
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_model_with_sbo_overfits_one_packed_batch():
     torch.manual_seed(0)
     model = BertForPreTraining(tiny(sbo_head=True))

@@ -184,6 +184,7 @@ def fast(**kw) -> FinetuneConfig:
     return FinetuneConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_questions_and_round_trips(tiny_qa_model, tmp_path):
     train = str(tiny_qa_model / "train.json")
     task = make_task("qa")
@@ -200,6 +201,7 @@ def test_tiny_model_overfits_questions_and_round_trips(tiny_qa_model, tmp_path):
     assert again["exact_match"] == pytest.approx(s["best"]["dev"]["exact_match"])
 
 
+@pytest.mark.slow
 def test_squad_v2_null_threshold(tiny_qa_model, tmp_path):
     v2 = str(tiny_qa_model / "v2.json")
     task = make_task("qa")

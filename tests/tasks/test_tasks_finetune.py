@@ -81,6 +81,7 @@ def test_alignment_first_and_last_subwords(tiny_model):
     assert cut == 1 and enc.n_words == 8 and len(enc.input_ids) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label_subwords", ["all", "first"])
 def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_subwords):
     model_dir, _ = tiny_model
@@ -108,6 +109,7 @@ def test_tag_overfits_and_round_trips(tiny_model, ner_files, tmp_path, label_sub
     assert via_load.predict_many(["anna smith met lima"]) == m.predict_many(["anna smith met lima"])
 
 
+@pytest.mark.slow
 def test_spans_overfit_flat_and_round_trip(tiny_model, ner_files, tmp_path):
     model_dir, _ = tiny_model
     task = make_task("spans", flat=True, max_span_length=3, span_repr="attention")
@@ -172,6 +174,7 @@ def test_unknown_dev_label_fails_before_training(tiny_model, ner_files, tmp_path
                  tmp_path / "run", fast(epochs=1))
 
 
+@pytest.mark.slow
 def test_cli_finetune_evaluate_predict(tiny_model, ner_files, tmp_path, capsys):
     model_dir, _ = tiny_model
     run = tmp_path / "run"
@@ -212,6 +215,7 @@ def test_one_step_on_real_conll(tiny_model, tmp_path):
     assert s["steps"] == 1
 
 
+@pytest.mark.slow
 def test_mean_pooled_classification_overfits_and_round_trips(tiny_model, tmp_path):
     """--pool mean: the head reads the mean of the real tokens (padding excluded)."""
     from maskedlm.tasks.classify import ClassifierHead
@@ -236,6 +240,7 @@ def test_mean_pooled_classification_overfits_and_round_trips(tiny_model, tmp_pat
         make_task("classify", pool="max")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_during_finetune_saves_and_resume_is_exact(tiny_model, ner_files, tmp_path,
                                                           monkeypatch, sig):
@@ -300,6 +305,7 @@ def tiny_modernbert(tiny_model, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_modernbert_encoder_fine_tunes_and_round_trips(tiny_modernbert, ner_files, tmp_path):
     summary = finetune(make_task("tag"), tiny_modernbert, ner_files / "train.txt",
                        ner_files / "dev.txt", tmp_path / "run", fast(epochs=25, freeze="bottom:1"))
