@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from maskedlm import train as train_module
 from maskedlm.errors import MaskedLMError
 from maskedlm.pretrain import PretrainBatches, PretrainOptions, pretrain
-from maskedlm import train as train_module
 from maskedlm.train import Prefetcher, TrainConfig
 
 
@@ -316,3 +316,24 @@ def test_auto_precision_follows_the_hardware():
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(MaskedLMError):
         TrainConfig(precision="fp16")
+
+
+def test_unigram_baseline_is_the_most_frequent_token_of_the_corpus(tiny_data, tmp_path):
+    # Counted independently: the tokenizer over the raw corpus (train and held-out documents
+    # together, so the shares agree to about a point, not exactly).
+    from collections import Counter
+
+    from maskedlm.data.tokenizer import Tokenizer
+    from maskedlm.pretrain import unigram_baseline
+
+    pretrain(opts(tiny_data["shards"], tmp_path / "run", max_steps=1))
+    tok = Tokenizer.load(tiny_data["tokenizer"])
+    counts: Counter[int] = Counter()
+    for line in tiny_data["corpus"].read_text().splitlines():
+        if line.strip():
+            ids = tok.encode(line)["input_ids"]
+            counts.update(int(i) for i in ids if int(i) not in tok.special_ids)
+    top, n = counts.most_common(1)[0]
+    token, share = unigram_baseline(tmp_path / "run")
+    assert token == tok.convert_ids_to_tokens([top])[0]
+    assert share == pytest.approx(n / sum(counts.values()), abs=0.01)

@@ -461,3 +461,22 @@ def plot_curves(metrics: Path, png: Path) -> bool:
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
+
+
+def unigram_baseline(run: str | Path) -> tuple[str, float]:
+    """The most frequent non-special token of ``run``'s training data and its share of the
+    tokens: the masked-token accuracy of a model that learned only unigram frequencies
+    (masked positions are drawn uniformly over maskable tokens), the bar a run's held-out
+    accuracy should clear.
+
+    >>> unigram_baseline("runs/default")  # doctest: +SKIP
+    ('the', 0.052)
+    """
+    run = Path(run)
+    record = json.loads((run / "run.json").read_text())
+    probs = ShardSet.load(record["data"]).unigram_probs().copy()
+    tok = Tokenizer.load(run / "checkpoint")
+    probs[list(tok.special_ids)] = 0.0
+    probs /= max(probs.sum(), 1e-12)
+    top = int(np.argmax(probs))
+    return tok.convert_ids_to_tokens([top])[0], float(probs[top])

@@ -65,7 +65,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="each line is a document (else blank lines separate documents)")
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
     p.add_argument("--max-steps", type=int, default=None,
-                   help="optimizer steps (default: 1000, or as many as --max-time allows)")
+                   help="optimizer steps (default: 1000, or as many as --max-time allows; 800 for the "
+                        "embedded default job)")
     p.add_argument("--max-time", type=float, default=0.0, help="wall-clock budget in seconds")
     p.add_argument("--batch-size", type=int, default=None,
                    help="sequences per process and micro-step (default: 64 for --recipe budget, 32 otherwise)")
@@ -129,13 +130,15 @@ def run_pretrain(a: argparse.Namespace) -> int:
     from maskedlm.train import TrainConfig
 
     default_job = not (a.data or a.corpus or a.init)
-    # The embedded default trains for a fixed wall-clock budget (the LR schedule follows
-    # it), so it takes about 3 minutes whatever the machine.
     if a.max_time < 0:
         raise MaskedLMError(f"--max-time must be >= 0 seconds, got {a.max_time}")
-    max_time = a.max_time or (150.0 if default_job and a.max_steps is None else 0.0)
+    max_time = a.max_time
     # With a wall-clock budget and no step count, time alone ends the run (and its schedule).
-    max_steps = a.max_steps if a.max_steps is not None else (10**9 if max_time else 1000)
+    # The embedded default is a fixed number of steps instead (about 2.5 minutes on an idle
+    # 2-core CPU): on a busy machine a time budget left it at the unigram plateau, answering
+    # "the, is, a" to every prompt; a step budget shows the same result everywhere.
+    max_steps = a.max_steps if a.max_steps is not None else (
+        10**9 if max_time else DEFAULT_JOB_STEPS if default_job else 1000)
     d = recipe_defaults(a.recipe, a.size, a.init)
     # `is None`, not `or`: an explicit 0 must reach the checks, not become the default
     tcfg = TrainConfig(max_steps=max_steps,
@@ -164,6 +167,12 @@ def run_pretrain(a: argparse.Namespace) -> int:
     print(json.dumps(summary))
     if default_job or a.corpus:
         from maskedlm.api import load
+        from maskedlm.pretrain import unigram_baseline
+
+        if "eval_mlm_accuracy" in record:
+            token, share = unigram_baseline(a.out)
+            print(f"held-out masked-token accuracy {record['eval_mlm_accuracy']:.3f}; a model that "
+                  f"always answers the most frequent token {token!r} scores {share:.3f}")
         model = load(a.out)
         for prompt in DEFAULT_PROMPTS if default_job else PROSE_PROMPTS:
             preds = model.fill_mask(prompt, top_k=5)
@@ -173,6 +182,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_JOB_STEPS = 800  # 735 steps took 150 s on the idle 2-core CPU (docs/results/budget-recipe.md)
 DEFAULT_PROMPTS = (
     "Return the [MASK] of the list.",
     "If the file does not [MASK], an exception is raised.",
