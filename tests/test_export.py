@@ -53,17 +53,20 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- sentence-transformers
-@pytest.mark.parametrize("pool, normalize", [("mean", True), ("cls", False), ("max", False)])
+@pytest.mark.parametrize("which, pool, normalize", [
+    ("post_ln_run", "mean", True), ("post_ln_run", "cls", False), ("post_ln_run", "max", False),
+    ("pre_ln_run", "mean", True), ("pre_ln_run", "cls", False)])
 def test_export_st_loads_offline_in_sentence_transformers_and_matches(
-        capsys, monkeypatch, post_ln_run, tmp_path, pool, normalize):
+        capsys, monkeypatch, request, tmp_path, which, pool, normalize):
     st = needs("sentence_transformers", "st")
+    run = request.getfixturevalue(which)  # the default recipe's pre-LN run included
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local directory: nothing may be fetched
     out = tmp_path / "st"
-    code, _, err = cli(capsys, "export-st", post_ln_run, out, "--pool", pool,
+    code, _, err = cli(capsys, "export-st", run, out, "--pool", pool,
                        *(["--normalize"] if normalize else []))
     assert code == 0, err
     theirs = st.SentenceTransformer(str(out), device="cpu").encode(TEXTS)
-    ours = maskedlm.load(post_ln_run).encode(TEXTS, pool=pool, normalize=normalize)
+    ours = maskedlm.load(run).encode(TEXTS, pool=pool, normalize=normalize)
     assert cosines(theirs, ours).min() >= 0.9999
     assert np.allclose(np.linalg.norm(theirs, axis=1), 1.0, atol=1e-5) == normalize
     # maskedlm.load reads the directory and takes its pooling and normalisation
@@ -84,10 +87,30 @@ def test_load_reads_the_minilm_sentence_transformers_directory():
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
 
 
-def test_export_st_of_a_pre_ln_run_says_why_not(capsys, pre_ln_run, tmp_path):
-    code, _, err = cli(capsys, "export-st", pre_ln_run, tmp_path / "st")
-    assert code == 2 and "pre-LN" in err and "export-st" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "st").exists()
+# ----------------------------------------------------------------------------- transformers
+@pytest.mark.parametrize("which, family", [("post_ln_run", "BertForPreTraining"),
+                                           ("pre_ln_run", "RobertaPreLayerNormForMaskedLM")])
+def test_export_hf_of_a_run_loads_in_transformers_with_equal_logits(
+        capsys, request, tmp_path, which, family):
+    transformers = needs("transformers", "test")
+    run = request.getfixturevalue(which)
+    code, _, err = cli(capsys, "export-hf", run, tmp_path / "hf")
+    assert code == 0, err
+    theirs = transformers.AutoModelForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    assert type(theirs).__name__ == family
+    ours = maskedlm.load(run).model.eval()
+    ids = torch.randint(5, ours.config.vocab_size, (2, 17))
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0
+    ids[mask == 0] = ours.config.pad_token_id
+    with torch.no_grad():
+        out = theirs(input_ids=ids, attention_mask=mask)
+        want = getattr(out, "prediction_logits", None)
+        want = out.logits if want is None else want
+        h = ours.bert(ids, None, mask).last_hidden_state
+        got = ours.mlm_logits(h, torch.arange(ids.numel())).view(*ids.shape, -1)
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- ONNX: the encoder
