@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine; each sets up .venv on first use.
 #   make pretrain   - the main job: a tiny SpanBERT on the standard library's docstrings
-#   make test       - the import contracts (lint-imports), then the test suite
+#   make test       - the import contracts (lint-imports), the test suite, the doctests in src/
+#                     (tests marked data fail without ../shared/data when CI is set: tests/conftest.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,6 +26,7 @@ pretrain: setup
 test: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --doctest-modules src -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -192,7 +192,6 @@ def test_read_semcor_filters_unknown_keys(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_wordnet_inventory():
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
     from maskedlm.embeddings.wsd import WordNetInventory
@@ -212,7 +211,6 @@ def test_wordnet_inventory():
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_semcor_annotations_match_raganato():
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
     from maskedlm.embeddings.wsd import WordNetInventory
