@@ -48,6 +48,16 @@ def pre_ln_run(tiny_data, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def modernbert_run(tiny_data, tmp_path_factory):
+    """A 3-step --arch modernbert run."""
+    out = tmp_path_factory.mktemp("modernbert") / "run"
+    assert main(["pretrain", "--arch", "modernbert", "--data", str(tiny_data["shards"]), "--out",
+                 str(out), "--seq-len", "32", "--max-steps", "3", "--batch-size", "4",
+                 "--no-progress", "--eval-sequences", "4"]) == 0
+    return out
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
@@ -55,7 +65,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- sentence-transformers
 @pytest.mark.parametrize("which, pool, normalize", [
     ("post_ln_run", "mean", True), ("post_ln_run", "cls", False), ("post_ln_run", "max", False),
-    ("pre_ln_run", "mean", True), ("pre_ln_run", "cls", False)])
+    ("pre_ln_run", "mean", True), ("pre_ln_run", "cls", False), ("modernbert_run", "mean", False)])
 def test_export_st_loads_offline_in_sentence_transformers_and_matches(
         capsys, monkeypatch, request, tmp_path, which, pool, normalize):
     st = needs("sentence_transformers", "st")
