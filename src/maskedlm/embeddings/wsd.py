@@ -592,7 +592,8 @@ def predict_text(model: Embedder, centroids: SenseCentroids, inventory: SenseInv
     Words come from :func:`word_spans`; with a tagger (``tagger``, else the one saved
     with the centroids) each word's candidates are the WordNet senses of its tagged part
     of speech only, and words tagged as function words, numbers or punctuation are
-    skipped; without one, the senses of every part of speech WordNet finds for it.
+    skipped; a content word WordNet lacks under its tag (a tagging error, most often)
+    keeps the senses of every part of speech, as every word does without a tagger.
     Each answer: index (word number), word, start/end (characters, for a string), pos
     (the tag, or None), sense_key, source, score, definition.
     """
@@ -607,9 +608,11 @@ def predict_text(model: Embedder, centroids: SenseCentroids, inventory: SenseInv
     for i, (w, tag) in enumerate(zip(words, tags, strict=True)):
         if w.lower() in STOPWORDS or not any(c.isalpha() for c in w):
             continue
+        if tag is not None and tag not in PREDICT_POS:
+            continue  # tagged as a function word, number, symbol or punctuation
         found = inventory.analyses(w)
-        if tag is not None:  # the tagged part of speech only
-            found = [(lemma, pos) for lemma, pos in found if pos == PREDICT_POS.get(tag)]
+        if tag is not None:  # the tagged part of speech only, unless WordNet has none there
+            found = [(lemma, pos) for lemma, pos in found if pos == PREDICT_POS[tag]] or found
         if found:
             targets.append((Target(i, found[0][0], found[0][1] if tag else "", [], str(i)), found))
     if not targets:
