@@ -124,7 +124,7 @@ def test_export_hf_of_a_run_loads_in_transformers_with_equal_logits(
 
 
 # ----------------------------------------------------------------------------- ONNX: the encoder
-@pytest.mark.parametrize("which", ["post_ln_run", "pre_ln_run"])
+@pytest.mark.parametrize("which", ["post_ln_run", "pre_ln_run", "modernbert_run"])
 def test_onnx_encoder_matches_pytorch_on_new_shapes(capsys, request, tmp_path, which):
     needs("onnxruntime", "onnx")
     run = request.getfixturevalue(which)
@@ -142,7 +142,7 @@ def test_onnx_encoder_matches_pytorch_on_new_shapes(capsys, request, tmp_path, w
         want = torch_model.model.bert(ids, tt, mask, output_hidden_states=True)
     got = onnx_model.model.bert(ids, tt, mask, output_hidden_states=True)
     keep = mask.bool()
-    assert len(got.hidden_states) == len(want.hidden_states) == 3
+    assert len(got.hidden_states) == len(want.hidden_states) == torch_model.config.num_hidden_layers + 1
     for x, y in zip(got.hidden_states, want.hidden_states, strict=True):
         assert (x[keep] - y[keep]).abs().max() <= 1e-4
     np.testing.assert_allclose(onnx_model.encode(TEXTS), torch_model.encode(TEXTS), atol=1e-4)
