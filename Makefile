@@ -1,7 +1,8 @@
 # Entry points; each sets up .venv on first use.
 #   make pretrain   - the main job: a tiny encoder on the standard library's docstrings
 #   make check      - the edit loop (< 2 min): ruff, import contracts, tests not marked slow/data
-#   make test       - the full gate, what CI runs: ruff, import contracts, every test
+#   make test       - the full gate, what CI runs: ruff, import contracts, every test, the doctests in src/
+#                     (tests marked data fail without ../shared/data when CI is set: tests/conftest.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,6 +33,7 @@ test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --doctest-modules src -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -1,14 +1,42 @@
-"""Shared tiny fixtures: a synthetic corpus, a WordPiece tokenizer and prepared shards."""
+"""Shared tiny fixtures: a synthetic corpus, a WordPiece tokenizer and prepared shards.
+
+Tests that read ../shared/data are marked ``data`` (``pytest -m "not data"`` leaves them
+out). When the data is missing they are skipped on a developer's machine, but they FAIL
+where the environment variable ``CI`` is set (any value but ``""``, ``0`` or ``false``;
+GitHub Actions and GitLab set ``CI=true``) or ``MASKEDLM_REQUIRE_DATA=1``: CI always has
+../shared, so missing data there is a broken checkout, not a reason to pass.
+``MASKEDLM_SHARED_DATA`` points the tests at another copy of the data.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("MASKEDLM_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def data_required() -> bool:
+    """Whether missing shared data fails a test (CI, or MASKEDLM_REQUIRE_DATA) or skips it."""
+    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+               for name in ("CI", "MASKEDLM_REQUIRE_DATA"))
+
+
+def missing_data(what: str) -> None:
+    """Fail (CI) or skip (elsewhere) a test whose ``what`` under ../shared/data is absent."""
+    message = f"needs {what} ({SHARED_DATA})"
+    if data_required():
+        pytest.fail(f"{message}: missing, and CI / MASKEDLM_REQUIRE_DATA is set", pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("data") is not None and not SHARED_DATA.is_dir():
+        missing_data("../shared/data")
 
 WORDS = ("the cat dog bird sat ran flew over under near house garden river tree small big "
          "quick slow red green blue happy sad morning evening walked jumped looked found "
@@ -46,9 +74,10 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
 
 
 def shared_data(name: str) -> Path:
+    """``../shared/data/NAME``; a test without it fails in CI and is skipped elsewhere."""
     path = SHARED_DATA / name
     if not path.exists():
-        pytest.skip(f"needs ../shared/data/{name} beside the repository")
+        missing_data(f"../shared/data/{name}")
     return path
 
 

@@ -48,22 +48,35 @@ def pre_ln_run(tiny_data, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def modernbert_run(tiny_data, tmp_path_factory):
+    """A 3-step --arch modernbert run."""
+    out = tmp_path_factory.mktemp("modernbert") / "run"
+    assert main(["pretrain", "--arch", "modernbert", "--data", str(tiny_data["shards"]), "--out",
+                 str(out), "--seq-len", "32", "--max-steps", "3", "--batch-size", "4",
+                 "--no-progress", "--eval-sequences", "4"]) == 0
+    return out
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 # ----------------------------------------------------------------------------- sentence-transformers
-@pytest.mark.parametrize("pool, normalize", [("mean", True), ("cls", False), ("max", False)])
+@pytest.mark.parametrize("which, pool, normalize", [
+    ("post_ln_run", "mean", True), ("post_ln_run", "cls", False), ("post_ln_run", "max", False),
+    ("pre_ln_run", "mean", True), ("pre_ln_run", "cls", False), ("modernbert_run", "mean", False)])
 def test_export_st_loads_offline_in_sentence_transformers_and_matches(
-        capsys, monkeypatch, post_ln_run, tmp_path, pool, normalize):
+        capsys, monkeypatch, request, tmp_path, which, pool, normalize):
     st = needs("sentence_transformers", "st")
+    run = request.getfixturevalue(which)  # the default recipe's pre-LN run included
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local directory: nothing may be fetched
     out = tmp_path / "st"
-    code, _, err = cli(capsys, "export-st", post_ln_run, out, "--pool", pool,
+    code, _, err = cli(capsys, "export-st", run, out, "--pool", pool,
                        *(["--normalize"] if normalize else []))
     assert code == 0, err
     theirs = st.SentenceTransformer(str(out), device="cpu").encode(TEXTS)
-    ours = maskedlm.load(post_ln_run).encode(TEXTS, pool=pool, normalize=normalize)
+    ours = maskedlm.load(run).encode(TEXTS, pool=pool, normalize=normalize)
     assert cosines(theirs, ours).min() >= 0.9999
     assert np.allclose(np.linalg.norm(theirs, axis=1), 1.0, atol=1e-5) == normalize
     # maskedlm.load reads the directory and takes its pooling and normalisation
@@ -84,14 +97,34 @@ def test_load_reads_the_minilm_sentence_transformers_directory():
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
 
 
-def test_export_st_of_a_pre_ln_run_says_why_not(capsys, pre_ln_run, tmp_path):
-    code, _, err = cli(capsys, "export-st", pre_ln_run, tmp_path / "st")
-    assert code == 2 and "pre-LN" in err and "export-st" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "st").exists()
+# ----------------------------------------------------------------------------- transformers
+@pytest.mark.parametrize("which, family", [("post_ln_run", "BertForPreTraining"),
+                                           ("pre_ln_run", "RobertaPreLayerNormForMaskedLM")])
+def test_export_hf_of_a_run_loads_in_transformers_with_equal_logits(
+        capsys, request, tmp_path, which, family):
+    transformers = needs("transformers", "test")
+    run = request.getfixturevalue(which)
+    code, _, err = cli(capsys, "export-hf", run, tmp_path / "hf")
+    assert code == 0, err
+    theirs = transformers.AutoModelForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    assert type(theirs).__name__ == family
+    ours = maskedlm.load(run).model.eval()
+    ids = torch.randint(5, ours.config.vocab_size, (2, 17))
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0
+    ids[mask == 0] = ours.config.pad_token_id
+    with torch.no_grad():
+        out = theirs(input_ids=ids, attention_mask=mask)
+        want = getattr(out, "prediction_logits", None)
+        want = out.logits if want is None else want
+        h = ours.bert(ids, None, mask).last_hidden_state
+        got = ours.mlm_logits(h, torch.arange(ids.numel())).view(*ids.shape, -1)
+    keep = mask.bool()
+    torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- ONNX: the encoder
-@pytest.mark.parametrize("which", ["post_ln_run", "pre_ln_run"])
+@pytest.mark.parametrize("which", ["post_ln_run", "pre_ln_run", "modernbert_run"])
 def test_onnx_encoder_matches_pytorch_on_new_shapes(capsys, request, tmp_path, which):
     needs("onnxruntime", "onnx")
     run = request.getfixturevalue(which)
@@ -109,7 +142,7 @@ def test_onnx_encoder_matches_pytorch_on_new_shapes(capsys, request, tmp_path, w
         want = torch_model.model.bert(ids, tt, mask, output_hidden_states=True)
     got = onnx_model.model.bert(ids, tt, mask, output_hidden_states=True)
     keep = mask.bool()
-    assert len(got.hidden_states) == len(want.hidden_states) == 3
+    assert len(got.hidden_states) == len(want.hidden_states) == torch_model.config.num_hidden_layers + 1
     for x, y in zip(got.hidden_states, want.hidden_states, strict=True):
         assert (x[keep] - y[keep]).abs().max() <= 1e-4
     np.testing.assert_allclose(onnx_model.encode(TEXTS), torch_model.encode(TEXTS), atol=1e-4)

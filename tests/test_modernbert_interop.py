@@ -102,3 +102,56 @@ def test_export_loads_in_transformers_with_identical_logits(tmp_path, biases):
     back, _ = load_model(tmp_path / "ck")
     assert back.config.sbo_head
     assert torch.equal(our_logits(back, ids, mask), got)
+
+
+# ----------------------------------------------------------------------------- ONNX
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_onnx_export_keeps_local_layers_local_past_the_window_with_padding(capsys, tmp_path, quantize):
+    """export-onnx traces at length 6; a window of 16 spans that row, so a graph that
+    froze the Python window decision would make every local layer global. Checked at
+    length 40 (> 16) with padding, against ours and against an all-global twin."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
+    import numpy as np
+    from conftest import run_cli
+
+    import maskedlm
+
+    shape = {**SHAPE, "local_attention": 16}
+    torch.manual_seed(0)
+    model = BertForPreTraining(ModelConfig(arch="modernbert", nsp_head=False, **shape))
+    randomize(model)
+    _vocab(tmp_path / "tok")
+    save_checkpoint(tmp_path / "ck", model, Tokenizer.load(tmp_path / "tok"))
+    code, _, err = run_cli(capsys, "export-onnx", tmp_path / "ck", tmp_path / "onnx",
+                           "--quantize", quantize)
+    assert code == 0, err
+    onnx = maskedlm.load(tmp_path / "onnx", backend="onnx").model.bert
+    torch.manual_seed(3)
+    ids = torch.randint(5, V, (3, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 29:] = 0  # padding inside the last window of real tokens
+    mask[2, 11:] = 0  # a row shorter than the window
+    ids[mask == 0] = 0
+    keep = mask.bool()
+    got = onnx(ids, None, mask, output_hidden_states=True).hidden_states
+    glob = BertForPreTraining(ModelConfig(arch="modernbert", nsp_head=False,
+                                          **{**shape, "global_attn_every_n_layers": 1})).eval()
+    glob.load_state_dict(model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        want = model.bert(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        other = glob.bert(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert len(got) == len(want) == 5
+    err_ours = max(float((a[keep] - b[keep]).abs().max()) for a, b in zip(got, want, strict=True))
+    err_glob = max(float((a[keep] - b[keep]).abs().max()) for a, b in zip(got, other, strict=True))
+    if quantize == "none":
+        assert err_ours <= 1e-4 and err_glob > 1e-2
+    else:  # int8 weights: close to ours, and still clearly not the all-global model
+        x, y = got[-1][keep].numpy(), want[-1][keep].numpy()
+        cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+        assert cos.min() > 0.99 and err_ours > 1e-6 and err_glob > 2 * err_ours
+    # an unpadded batch (attention mask all ones) at another length takes the same graph
+    with torch.no_grad():
+        alone = model.bert(ids[:1, :33]).last_hidden_state
+    diff = (onnx(ids[:1, :33], None, torch.ones(1, 33, dtype=torch.long)).last_hidden_state - alone)
+    assert float(diff.abs().max()) <= (1e-4 if quantize == "none" else 0.2)

@@ -9,6 +9,10 @@ latest checkpoint in ``checkpoint/`` next to ``metrics.jsonl``.
 
 Everything is written to a temporary directory first and swapped into place with
 ``os.replace``, so a killed process never leaves a half-written checkpoint.
+
+``export_hf`` writes the ``transformers`` family that computes the same function: BERT
+for post-LN runs, ``RobertaPreLayerNorm`` for pre-LN ones (``load_model`` reads that
+family back), ModernBERT for ``modernbert`` runs.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ CONFIG_NAME = "config.json"
 TRAINING_STATE_NAME = "training_state.pt"
 LOCK_NAME = ".maskedlm.lock"
 CHECKPOINT_SUBDIR = "checkpoint"
-SUPPORTED_MODEL_TYPES = ("bert", "modernbert")
+# transformers' pre-LN BERT: a pre-LN ``bert`` run is written as, and read from, this family
+PRELN_MODEL_TYPE = "roberta-prelayernorm"
+SUPPORTED_MODEL_TYPES = ("bert", "modernbert", PRELN_MODEL_TYPE)
 
 _LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.(.*)$")
 # our per-layer names -> Hugging Face's (qkv is split separately)
@@ -91,6 +97,73 @@ def to_hf_state_dict(model: BertForPreTraining) -> dict[str, torch.Tensor]:
         out[key if renamed is None else prefix + renamed] = t
     return out
 
+
+# A pre-LN BERT, from BERT's Hugging Face names (to_hf_state_dict) to transformers'
+# RobertaPreLayerNormForMaskedLM ones, and back (first match wins). The blocks compute
+# the same function: x + attn(LN_a(x)), then x + ffn(LN_f(x)); only the LayerNorms'
+# names differ (LN_a is ``attention.LayerNorm``, LN_f ``intermediate.LayerNorm``), our
+# final LayerNorm is the model's ``LayerNorm``, the MLM head is ``lm_head``.
+_PRELN_TO_HF = (
+    (r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.",
+     r"roberta_prelayernorm.encoder.layer.\1.attention.LayerNorm."),
+    (r"^bert\.encoder\.layer\.(\d+)\.output\.LayerNorm\.",
+     r"roberta_prelayernorm.encoder.layer.\1.intermediate.LayerNorm."),
+    (r"^bert\.encoder\.final_norm\.", "roberta_prelayernorm.LayerNorm."),
+    (r"^bert\.", "roberta_prelayernorm."),
+    (r"^cls\.predictions\.transform\.dense\.", "lm_head.dense."),
+    (r"^cls\.predictions\.transform\.LayerNorm\.", "lm_head.layer_norm."),
+    (r"^cls\.predictions\.bias$", "lm_head.bias"),
+)
+_PRELN_FROM_HF = (
+    (r"^roberta_prelayernorm\.encoder\.layer\.(\d+)\.attention\.LayerNorm\.",
+     r"bert.encoder.layer.\1.attention.output.LayerNorm."),
+    (r"^roberta_prelayernorm\.encoder\.layer\.(\d+)\.intermediate\.LayerNorm\.",
+     r"bert.encoder.layer.\1.output.LayerNorm."),
+    (r"^roberta_prelayernorm\.LayerNorm\.", "bert.encoder.final_norm."),
+    (r"^roberta_prelayernorm\.", "bert."),
+    (r"^lm_head\.dense\.", "cls.predictions.transform.dense."),
+    (r"^lm_head\.layer_norm\.", "cls.predictions.transform.LayerNorm."),
+    (r"^lm_head\.bias$", "cls.predictions.bias"),
+)
+_POSITIONS = "bert.embeddings.position_embeddings.weight"
+
+
+def _resub(name: str, rules: Iterable[tuple[str, str]]) -> str:
+    for pattern, new in rules:
+        renamed, n = re.subn(pattern, new, name)
+        if n:
+            return renamed
+    return name
+
+
+def to_preln_state_dict(model: BertForPreTraining) -> dict[str, torch.Tensor]:
+    """A pre-LN ``bert`` model under ``RobertaPreLayerNormForMaskedLM`` names.
+
+    RoBERTa numbers positions from ``pad_token_id + 1`` (fairseq's ``make_positions``;
+    padding takes position ``pad_token_id``), so our position table is shifted down by
+    ``pad_token_id + 1`` rows, the rows in front zero: a right-padded input gets the
+    same vectors as ours at every real token.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, t in to_hf_state_dict(model).items():
+        if key == _POSITIONS:
+            t = torch.cat([t.new_zeros(model.config.pad_token_id + 1, t.shape[1]), t])
+        out[_resub(key, _PRELN_TO_HF)] = t
+    return out
+
+
+def from_preln_state_dict(state: dict[str, torch.Tensor], pad_token_id: int
+                          ) -> dict[str, torch.Tensor]:
+    """``RobertaPreLayerNorm{Model,ForMaskedLM}`` names -> ours (see :func:`to_preln_state_dict`)."""
+    bert: dict[str, torch.Tensor] = {}
+    for key, t in state.items():
+        if key.startswith(("embeddings.", "encoder.", "LayerNorm.", "pooler.")):
+            key = "roberta_prelayernorm." + key  # a RobertaPreLayerNormModel file
+        if key.startswith("lm_head.decoder."):
+            continue  # tied to the word embeddings and to lm_head.bias
+        key = _resub(key, _PRELN_FROM_HF)
+        bert[key] = t[pad_token_id + 1:] if key == _POSITIONS else t
+    return from_hf_state_dict(bert)
 
 
 def _swap_prefix(name: str, pairs: Iterable[tuple[str, str]]) -> str | None:
@@ -348,10 +421,18 @@ def read_config(ckpt: Path) -> ModelConfig:
     if raw.get("position_embedding_type", "absolute") != "absolute":
         raise MaskedLMError(f"{ckpt / CONFIG_NAME}: position_embedding_type "
                             f"{raw['position_embedding_type']!r} is not supported (only absolute)")
+    if model_type == PRELN_MODEL_TYPE:  # positions shifted by pad + 1 (to_preln_state_dict)
+        raw = {**raw, "model_type": "bert", "pre_layer_norm": True,
+               "max_position_embeddings": int(raw.get("max_position_embeddings", 514))
+               - int(raw.get("pad_token_id", 1)) - 1}
     try:
         return ModelConfig.from_dict(raw)
     except MaskedLMError as e:
         raise MaskedLMError(f"{ckpt / CONFIG_NAME}: {e}") from None
+
+
+def _model_type(ckpt: Path) -> str:
+    return json.loads((ckpt / CONFIG_NAME).read_text()).get("model_type", "bert")
 
 
 def read_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -381,7 +462,10 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
     ckpt = resolve_checkpoint_dir(path)
     config = read_config(ckpt)
     raw, wfile = read_weights(ckpt)
-    state = from_hf_state_dict(raw, config.arch)
+    if _model_type(ckpt) == PRELN_MODEL_TYPE:
+        state = from_preln_state_dict(raw, config.pad_token_id)
+    else:
+        state = from_hf_state_dict(raw, config.arch)
     has_nsp = "cls.seq_relationship.weight" in state
     has_sbo = any(k.startswith("cls.span_boundary.") for k in state)
     config.nsp_head = has_nsp if nsp_head is None else nsp_head
@@ -435,13 +519,16 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
 
 
 def export_hf(path: str | Path, out: str | Path) -> Path:
-    """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads
-    (``ModernBertForMaskedLM`` for a ``modernbert`` checkpoint)."""
+    """Write a directory that ``transformers`` loads with the same logits:
+    ``BertForMaskedLM`` (``BertForPreTraining`` with NSP) for a post-LN run,
+    ``RobertaPreLayerNormForMaskedLM`` for a pre-LN one, ``ModernBertForMaskedLM`` for a
+    ``modernbert`` one."""
     model, ckpt = load_model(path)
     modern = model.config.arch == "modernbert"
-    if model.config.pre_layer_norm and not modern:
-        raise MaskedLMError(f"{ckpt}: a pre-LN encoder has no Hugging Face BERT equivalent "
-                            "(BertModel is post-LN); export-hf needs a post-LN run")
+    preln = model.config.pre_layer_norm and not modern
+    if preln and model.config.classifier_activation != "gelu":
+        raise MaskedLMError(f"{ckpt}: RobertaPreLayerNorm's MLM head uses the exact GeLU; this "
+                            f"run's head uses {model.config.classifier_activation!r}")
     from maskedlm.data.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(ckpt)
@@ -451,10 +538,16 @@ def export_hf(path: str | Path, out: str | Path) -> Path:
         if modern:  # ModernBertConfig's defaults are ModernBERT's own vocabulary's ids
             d.update(cls_token_id=tokenizer.cls_id, sep_token_id=tokenizer.sep_id,
                      bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
+        elif preln:  # RoBERTa's positions start at pad + 1 (to_preln_state_dict)
+            d.pop("pre_layer_norm")
+            d.update(model_type=PRELN_MODEL_TYPE, architectures=["RobertaPreLayerNormForMaskedLM"],
+                     max_position_embeddings=d["max_position_embeddings"] + d["pad_token_id"] + 1,
+                     bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
         else:
             d["architectures"] = ["BertForPreTraining" if model.config.nsp_head else "BertForMaskedLM"]
         d["tie_word_embeddings"] = True
         (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
-        save_file(to_hf_state_dict(model), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        state = to_preln_state_dict(model) if preln else to_hf_state_dict(model)
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         tokenizer.save(tmp)
     return atomic_write_dir(Path(out), write)

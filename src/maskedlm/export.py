@@ -1,6 +1,8 @@
 """Exports for the tools users deploy with, each with a model card (``README.md``).
 
-* :func:`export_hf`: the ``transformers`` layout (``BertForMaskedLM.from_pretrained``).
+* :func:`export_hf`: the ``transformers`` layout: ``BertForMaskedLM`` (post-LN runs),
+  ``RobertaPreLayerNormForMaskedLM`` (pre-LN runs, the default recipe's),
+  ``ModernBertForMaskedLM`` (``--arch modernbert``); ``AutoModel`` loads each.
 * :func:`export_st`: the ``sentence-transformers`` layout (``SentenceTransformer(dir)``):
   the transformers files at the top, ``modules.json``, ``1_Pooling/`` and, when asked,
   ``2_Normalize/``, as sentence-transformers itself saves a model.
@@ -34,6 +36,7 @@ from maskedlm.checkpoint import (
     atomic_write_dir,
     atomic_write_text,
     load_model,
+    read_config,
     resolve_checkpoint_dir,
 )
 from maskedlm.checkpoint import export_hf as write_hf_dir
@@ -80,15 +83,10 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
     out = Path(out)
     hf_tmp = out.parent / f".{out.name}.hf-{id(out)}"
     try:
-        try:
-            write_hf_dir(model, hf_tmp)  # the transformers layout sentence-transformers reads
-        except MaskedLMError as e:
-            if "pre-LN" not in str(e):
-                raise
-            raise MaskedLMError(f"{model}: a pre-LN encoder has no transformers BERT equivalent, "
-                                "which sentence-transformers loads; export-st needs a post-LN "
-                                "run (or use export-onnx)") from None
+        write_hf_dir(model, hf_tmp)  # the transformers layout sentence-transformers reads
         config = json.loads((hf_tmp / CONFIG_NAME).read_text())
+        # a pre-LN run's RoBERTa position table is longer by pad + 1 rows than it reads
+        config["max_position_embeddings"] = read_config(hf_tmp).max_position_embeddings
 
         def write(tmp: Path) -> None:
             for f in hf_tmp.iterdir():

@@ -64,7 +64,6 @@ CASES = [
     ("mask-preview --data {missing}", "missing: no such shard folder"),
     ("mask-preview --data {shards} --mask-rate 0", "--mask-rate must be in (0, 1), got 0.0"),
     ("mask-preview --data {shards} --seq-len 2", "--seq-len must be in [8, 4096], got 2"),
-    ("export-hf {run} {out}", "pre-LN"),
     ("export-hf {tok} {out}", "tok: not a checkpoint"),
     # --- finetune
     ("finetune classify --model {run} --train {missing} --out {out}", "missing"),
@@ -86,7 +85,6 @@ CASES = [
     ("finetune classify --model {truncated_run} --train {cls_tsv} --out {out}", "model.safetensors: corrupt"),
     ("finetune tag --model {run} --train {cls_tsv} --out {out}", "cls.tsv:2: 7 columns, earlier lines have 2"),
     ("finetune spans --model {run} --train {binary} --out {out}", "binary.txt"),
-    ("export-st {run} {out}", "pre-LN"),
     ("export-st {tok} {out}", "not a checkpoint (no config.json)"),
     ("export-onnx {run} {out} --quantize int4", "argument --quantize: invalid choice: 'int4'"),
     ("export-onnx {missing} {out}", "missing: no such checkpoint directory"),

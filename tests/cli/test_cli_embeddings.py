@@ -146,7 +146,6 @@ def test_plot_senses_with_clusters(ckpt, corpus, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 @pytest.mark.parametrize("model", ["ckpt", "mb_ckpt"])
 def test_wsd_train_eval_predict(model, request, tmp_path, capsys):
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
@@ -196,7 +195,6 @@ def test_embedding_commands_do_not_warn_about_an_unused_fresh_head(tmp_path, rec
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_plot_senses_labels_senses_by_synset_and_gloss(ckpt, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="pip install 'maskedlm[plot]'")
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")

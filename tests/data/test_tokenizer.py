@@ -201,6 +201,7 @@ def test_trained_ids_are_canonical(tok: Tokenizer) -> None:
     assert list(_canonical_ids(shuffled, SPECIAL_TOKENS)) == vocab
 
 
+@pytest.mark.data
 def test_training_twice_gives_the_same_ids() -> None:
     path = shared_data("gutenberg/gutenberg_train.txt.gz")
     with gzip.open(path, "rt", encoding="utf-8") as f:

@@ -13,6 +13,7 @@ from maskedlm.data.tokenizer import train_tokenizer
 from maskedlm.embeddings.pooling import embed_words, fit_standardizer
 from maskedlm.embeddings.wsd import (
     DictInventory,
+    PosTagger,
     SenseCentroids,
     TaggedSentence,
     Target,
@@ -20,11 +21,13 @@ from maskedlm.embeddings.wsd import (
     mfs_predictions,
     nearest_sense,
     predict_text,
+    read_conllu_tags,
     read_gold,
     read_raganato,
     read_semcor,
     score,
     train_centroids,
+    word_spans,
 )
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
@@ -175,6 +178,90 @@ def test_predict_text_skips_function_words(model):
     assert out[0]["definition"] == "sloping land beside water"
 
 
+# A toy treebank: "bank" is a noun after a determiner, a verb after a pronoun.
+TREEBANK = [("He sat on the bank , by the river .", "PRON VERB ADP DET NOUN PUNCT ADP DET NOUN PUNCT"),
+            ("They bank the money .", "PRON VERB DET NOUN PUNCT"),
+            ("We bank the money at the bank .", "PRON VERB DET NOUN ADP DET NOUN PUNCT"),
+            ("The river ran by the bank .", "DET NOUN VERB ADP DET NOUN PUNCT")]
+POS_INVENTORY = DictInventory({
+    ("bank", "n"): ["bank%1:17:01::", "bank%1:14:00::"], ("bank", "v"): ["bank%2:40:00::"],
+    ("river", "n"): ["river%1:17:00::"], ("money", "n"): ["money%1:21:00::"],
+})
+
+
+def write_conllu(path: Path, sentences) -> Path:
+    blocks = []
+    for words, tags in sentences:
+        lines = [f"# text = {words}"]
+        lines += [f"{i}\t{w}\t_\t{t}\t_\t_\t0\t_\t_\t_"
+                  for i, (w, t) in enumerate(zip(words.split(), tags.split(), strict=True), 1)]
+        blocks.append("\n".join(lines))
+    path.write_text("\n\n".join(blocks) + "\n")
+    return path
+
+
+def test_word_spans_split_punctuation_off_words():
+    text = 'He sat on the bank, by the river. "Banks lend," she said.'
+    words = [text[a:b] for a, b in word_spans(text)]
+    assert words == ["He", "sat", "on", "the", "bank", ",", "by", "the", "river", ".", '"',
+                     "Banks", "lend", ",", '"', "she", "said", "."]
+
+
+def test_predict_text_reads_raw_text_and_keeps_to_the_tagged_part_of_speech(model, tmp_path):
+    tagger = PosTagger.train([write_conllu(tmp_path / "toy.conllu", TREEBANK * 5)])
+    assert tagger.tag("They bank the money .".split())[1] == "VERB"
+    # only the verb sense of "bank" is trained
+    verb_use = [TaggedSentence("They bank the money".split(), [Target(1, "bank", "v", ["bank%2:40:00::"])])]
+    centroids = train_centroids(model, verb_use)
+    text = "He sat on the bank, by the river."
+    out = predict_text(model, centroids, POS_INVENTORY, text, tagger=tagger)
+    assert [(r["word"], r["pos"], r["sense_key"], r["source"]) for r in out] == [
+        ("bank", "NOUN", "bank%1:17:01::", "mfs"),  # a noun: the verb's centroid is no candidate
+        ("river", "NOUN", "river%1:17:00::", "mfs")]  # "river." is found
+    assert [text[r["start"]:r["end"]] for r in out] == ["bank", "river"]
+    verb = predict_text(model, centroids, POS_INVENTORY, "We bank the money.", tagger=tagger)
+    assert [(r["word"], r["pos"], r["sense_key"], r["source"]) for r in verb] == [
+        ("bank", "VERB", "bank%2:40:00::", "1nn"), ("money", "NOUN", "money%1:21:00::", "mfs")]
+    # without a tagger every part of speech is a candidate: the noun takes the verb sense
+    untagged = predict_text(model, centroids, POS_INVENTORY, text)
+    assert untagged[0]["pos"] is None and untagged[0]["sense_key"] == "bank%2:40:00::"
+    # the tagger travels with the centroids
+    centroids.tagger = tagger
+    back = SenseCentroids.load(centroids.save(tmp_path / "senses"))
+    assert back.tagger is not None and back.tagger.info["sentences"] == 20
+    assert predict_text(model, back, POS_INVENTORY, text) == out
+
+
+def test_bad_conllu_names_file_and_line(tmp_path):
+    (tmp_path / "bad.conllu").write_text("# c\n1\tHe\t_\tPRON\t_\t_\t0\t_\t_\t_\n2\tsat\tVERB\n")
+    with pytest.raises(MaskedLMError, match=r"bad.conllu:3: 3 columns"):
+        read_conllu_tags(tmp_path / "bad.conllu")
+    (tmp_path / "empty.conllu").write_text("# nothing\n")
+    with pytest.raises(MaskedLMError, match="empty.conllu: no sentences"):
+        read_conllu_tags(tmp_path / "empty.conllu")
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_wsd_predict_on_raw_text_with_wordnet_and_a_ud_trained_tagger(model, tmp_path):
+    """Real WordNet, NLTK's perceptron trained on UD English ParTUT: "bank," is a noun
+    with noun senses only, "banked" a verb with verb senses only, "river." is found."""
+    pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
+    from maskedlm.embeddings.wsd import WordNetInventory
+
+    wn = WordNetInventory(DATA / "wordnet" / "dict")
+    tagger = PosTagger.train([DATA / "ud_en_partut" / "en_partut-ud-train.conllu"])
+    centroids = train_centroids(model, [TaggedSentence(["bank"], [Target(0, "bank", "v", ["bank%2:40:00::"])])])
+    out = {r["word"]: r for r in predict_text(
+        model, centroids, wn, "He sat on the bank, by the river. She banked her money.", tagger=tagger)}
+    assert {"bank", "river", "banked", "money"} <= set(out)
+    assert out["bank"]["pos"] == "NOUN" and out["bank"]["sense_key"].startswith("bank%1:")
+    assert out["river"]["sense_key"] == "river%1:17:00::"
+    assert out["banked"]["pos"] == "VERB" and out["banked"]["sense_key"].startswith("bank%2:")
+    untagged = {r["word"]: r for r in predict_text(model, centroids, wn, "He sat on the bank, by the river.")}
+    assert untagged["bank"]["sense_key"] == "bank%2:40:00::"  # the only trained candidate
+
+
 def test_read_semcor_filters_unknown_keys(tmp_path):
     rec = {"tokens": ["The", "river_bank", "was", "muddy"], "pos": ["DT", "NN", "VB", "JJ"],
            "lemmas": [None, "bank", None, "muddy"],
@@ -192,7 +279,6 @@ def test_read_semcor_filters_unknown_keys(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_wordnet_inventory():
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
     from maskedlm.embeddings.wsd import WordNetInventory
@@ -212,7 +298,6 @@ def test_wordnet_inventory():
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_semcor_annotations_match_raganato():
     pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
     from maskedlm.embeddings.wsd import WordNetInventory
@@ -234,3 +319,29 @@ def test_sense_labels_are_a_name_and_a_short_gloss():
     inv = DictInventory({("die", "v"): ["die%2:39:00::"]}, {"die%2:39:00::": gloss})
     assert sense_label(inv, "die%2:39:00::", 30) == f"die%2:39:00::: {cut}"  # no synsets: the key
     assert sense_label(inv, "unknown%1:00:00::") == "unknown%1:00:00::"
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_cli_wsd_train_saves_the_tagger_and_predict_uses_it(tmp_path, capsys, recwarn):
+    pytest.importorskip("nltk", reason="pip install 'maskedlm[wsd]'")
+    from conftest import save_tiny_encoder
+
+    from maskedlm.cli import main
+
+    ckpt = save_tiny_encoder(tmp_path / "model", "he sat on the bank by the river they money".split())
+    semcor = tmp_path / "semcor.jsonl"
+    semcor.write_text(json.dumps({"tokens": "They bank the money".split(), "lemmas": [None, "bank", None, None],
+                                  "sense_keys": [None, ["bank%2:40:00::"], None, None]}) + "\n")
+    args = ["wsd", "train", str(ckpt), "--semcor", str(semcor), "--wordnet",
+            str(DATA / "wordnet" / "dict"), "--out", str(tmp_path / "senses"), "--no-progress"]
+    assert main(args + ["--pos-train", str(write_conllu(tmp_path / "toy.conllu", TREEBANK * 5))]) == 0
+    assert (tmp_path / "senses" / "pos_tagger.json").is_file()
+    capsys.readouterr()
+    assert main(["wsd", "predict", str(tmp_path / "senses"), "He sat on the bank, by the river.",
+                 "--json", "--no-progress"]) == 0
+    out = {r["word"]: r for r in json.loads(capsys.readouterr().out)}
+    assert out["bank"]["pos"] == "NOUN" and out["bank"]["sense_key"].startswith("bank%1:")
+    assert out["river"]["pos"] == "NOUN" and not [w for w in recwarn if "pos_tagger" in str(w.message)]
+    code = main(args + ["--pos-train", str(tmp_path / "semcor.jsonl")])
+    assert code == 2 and "semcor.jsonl:1: 1 columns" in capsys.readouterr().err

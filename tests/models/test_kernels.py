@@ -231,3 +231,24 @@ def test_stock_switch_takes_the_stock_path(monkeypatch):
     assert calls["dropout"] == calls["embedding"] == calls["attention"] == 0
     with kernels.stock(False):  # the context manager wins over the environment
         assert not kernels.stock_enabled()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rotary_kernel_matches_the_stock_formula_forward_and_backward(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 3, 16).to(dtype)
+    ang = torch.randn(2, 7, 1, 8)
+    cos, sin = ang.cos(), ang.sin()
+    outs, grads = [], []
+    for use_stock in (False, True):
+        xx = x.clone().requires_grad_(True)
+        with stock(use_stock):
+            y = kernels.rotary(xx, cos, sin)
+            (y.float() * torch.arange(y.numel()).view(y.shape).sin()).sum().backward()
+        outs.append(y.detach().float())
+        grads.append(xx.grad.float())
+    assert outs[0].dtype == torch.float32 and y.dtype == dtype
+    tol = dict(atol=1e-6, rtol=1e-6) if dtype == torch.float32 else dict(atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(outs[0], outs[1], **tol)
+    torch.testing.assert_close(grads[0], grads[1], **tol)
+    assert (outs[0] - x.float()).abs().max() > 0.1  # it did rotate

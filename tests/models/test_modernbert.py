@@ -4,7 +4,8 @@ import torch
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import PRESETS, ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.models.modernbert import ModernBertModel, positions_in_sequence, rotate
+from maskedlm.models.kernels import rotary as rotate
+from maskedlm.models.modernbert import ModernBertModel, positions_in_sequence
 
 
 def tiny(**kw) -> ModelConfig:

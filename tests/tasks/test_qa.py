@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, written_tokenizer
+from conftest import shared_data, written_tokenizer
 
 import maskedlm
 from maskedlm.checkpoint import save_checkpoint
@@ -281,10 +281,9 @@ def test_export_hf_matches_bert_for_question_answering(tiny_qa_model, tmp_path):
     assert torch.allclose(ours[..., 1][keep], theirs.end_logits[keep], atol=1e-5)
 
 
+@pytest.mark.data
 def test_real_squad_offsets_round_trip():
-    path = SHARED_DATA / "squad" / "train.json"
-    if not path.is_file():
-        pytest.skip("needs ../shared/data/squad/train.json beside the repository")
+    path = shared_data("squad/train.json")
     examples = read_squad(path)
     assert len(examples) == 8582 and len({ex.title for ex in examples}) == 38
     for ex in examples:

@@ -124,7 +124,6 @@ def test_conll_bio_to_span_sentences(tmp_path):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_real_files_read():
     assert len(read_conll(DATA / "conll2003" / "dev.txt")) == 3250
     assert len(read_table(DATA / "mrpc" / "dev.tsv", pair=True)) == 408

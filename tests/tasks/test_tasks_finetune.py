@@ -207,7 +207,6 @@ def test_cli_user_errors_exit_2(tiny_model, ner_files, tmp_path, capsys):
 
 
 @pytest.mark.data
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent")
 def test_one_step_on_real_conll(tiny_model, tmp_path):
     model_dir, _ = tiny_model
     s = finetune(make_task("spans", flat=True), model_dir, DATA / "conll2003" / "dev.txt", None,

@@ -9,7 +9,7 @@ Registered into ``maskedlm`` by :func:`register` (:mod:`maskedlm.cli` builds the
     maskedlm similarity words M --pairs SimLex-999.txt --corpus books/ --json
     maskedlm wsd train M --semcor semcor3.0.jsonl.gz --wordnet wordnet/dict --out senses/
     maskedlm wsd eval senses/ --data semeval2007.data.xml --gold semeval2007.gold.key.txt --json
-    maskedlm wsd predict senses/ "He sat on the bank of the river ." --json
+    maskedlm wsd predict senses/ "He sat on the bank of the river." --json
     maskedlm plot-senses M --word die --corpus books/ --out die.png
 """
 
@@ -212,11 +212,12 @@ def run_words(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- wsd
 def run_wsd_train(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.wsd import WordNetInventory, read_semcor, train_centroids
+    from maskedlm.embeddings.wsd import PosTagger, WordNetInventory, read_semcor, train_centroids
 
     if a.max_sentences < 0:
         raise MaskedLMError(f"--max-sentences must be >= 0, got {a.max_sentences}")
     inventory = WordNetInventory(a.wordnet)
+    tagger = PosTagger.train(a.pos_train) if a.pos_train else None  # user errors before embedding
     model = _load(a)
     std = _stats(a, model)
     t0 = time.perf_counter()
@@ -230,6 +231,7 @@ def run_wsd_train(a: argparse.Namespace) -> int:
     centroids.info.update({"model": str(Path(model.path).resolve()), "wordnet": str(Path(a.wordnet).resolve()),
                            "semcor": str(Path(a.semcor).resolve()), "dropped_keys": stats["dropped_keys"],
                            "read_seconds": round(t1 - t0, 1), "embed_seconds": round(t2 - t1, 1)})
+    centroids.tagger = tagger
     centroids.save(a.out)
     info = centroids.info
     print(f"{info['senses']} sense centroids from {info['annotations']} annotations in "
@@ -262,9 +264,14 @@ def run_wsd_eval(a: argparse.Namespace) -> int:
 
 
 def run_wsd_predict(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.wsd import predict_text
+    from maskedlm.embeddings.wsd import TAGGER_FILE, PosTagger, predict_text
 
     model, centroids, inventory = _wsd_setup(a)
+    if a.pos_tagger:
+        centroids.tagger = PosTagger.load(a.pos_tagger)
+    if centroids.tagger is None:
+        warnings.warn(f"{a.senses}: no {TAGGER_FILE} (wsd train --pos-train UD.conllu writes one): "
+                      "candidates from every part of speech", stacklevel=1)
     for text in a.text:
         result = predict_text(model, centroids, inventory, text, **_run_kw(a))
         if a.json:
@@ -272,7 +279,8 @@ def run_wsd_predict(a: argparse.Namespace) -> int:
             continue
         print(text)
         for r in result:
-            print(f"  {r['word']:<15} {r['sense_key'] or '-':<28} ({r['source']}) {r['definition']}")
+            print(f"  {r['word']:<15} {r['pos'] or '-':<6} {r['sense_key'] or '-':<28} "
+                  f"({r['source']}) {r['definition']}")
     return 0
 
 
@@ -351,6 +359,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--wordnet", required=True, help="WordNet 3.0 dict/ folder")
     t.add_argument("--out", required=True, help="folder for centroids.npz + senses.json")
     t.add_argument("--max-sentences", type=int, default=0, help="first N sentences only (0: all)")
+    t.add_argument("--pos-train", action="append", metavar="CONLLU",
+                   help="Universal Dependencies CoNLL-U file(s) to train the part-of-speech tagger "
+                        "`wsd predict` uses (repeatable; e.g. ud_en_lines + ud_en_partut train)")
     t.set_defaults(func=run_wsd_train)
     for name, helptext in (("eval", "P/R/F1 on Raganato XML + key, with the MFS baseline"),
                            ("predict", "senses of the content words of sentences")):
@@ -360,7 +371,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             e.add_argument("--data", required=True, help="*.data.xml")
             e.add_argument("--gold", required=True, help="*.gold.key.txt")
         else:
-            e.add_argument("text", nargs="+", help="sentences (one argument each)")
+            e.add_argument("text", nargs="+", help="texts, untokenized (one argument each)")
+            e.add_argument("--pos-tagger", metavar="JSON",
+                           help="part-of-speech tagger (default: the senses folder's pos_tagger.json)")
         e.add_argument("--model", help="model to embed with (default: the one recorded in the senses folder)")
         e.add_argument("--wordnet", help="WordNet dict/ folder (default: the one recorded in the senses folder)")
         e.add_argument("--json", action="store_true", help="print JSON")

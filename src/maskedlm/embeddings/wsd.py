@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import warnings
 import xml.etree.ElementTree as ET
 import zipfile
@@ -189,6 +190,119 @@ def _open_wordnet(path: Path) -> Any:
             raise MaskedLMError(f"{path}: cannot read WordNet ({type(e).__name__}: {e})") from None
 
 
+# ----------------------------------------------------------------------------- words and POS
+TAGGER_FILE = "pos_tagger.json"
+# Universal POS -> WordNet POS for `predict`; proper nouns try WordNet's nouns ("Paris")
+PREDICT_POS = {**UPOS_TO_WN, "PROPN": "n"}
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the words of untokenized ``text``: NLTK's Punkt
+    sentence splitter, then its Treebank-style word tokenizer (``nltk.word_tokenize``'s
+    two steps) on each sentence, so "bank," and "river." give "bank" "," and "river" ".".
+
+    Punkt runs with its default parameters, not the ``punkt_tab`` model (NLTK data that
+    is often not installed): it knows no abbreviations, so "Dr." ends a sentence there;
+    the words come out the same but for such a period.
+
+    >>> t = "He sat on the bank, by the river."
+    >>> [t[a:b] for a, b in word_spans(t)]
+    ['He', 'sat', 'on', 'the', 'bank', ',', 'by', 'the', 'river', '.']
+    """
+    try:
+        from nltk.tokenize import NLTKWordTokenizer
+        from nltk.tokenize.punkt import PunktSentenceTokenizer
+    except ImportError:
+        raise MaskedLMError("wsd predict: needs NLTK (pip install 'maskedlm[wsd]')") from None
+    words = NLTKWordTokenizer()
+    return [(a + x, a + y) for a, b in PunktSentenceTokenizer().span_tokenize(text)
+            for x, y in words.span_tokenize(text[a:b])]
+
+
+def read_conllu_tags(path: str | os.PathLike[str]) -> list[list[tuple[str, str]]]:
+    """(word, UPOS) sentences of a Universal Dependencies CoNLL-U file (multi-word token
+    lines and empty nodes are skipped: their parts carry the tags)."""
+    sentences: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for n, line in enumerate(read_text_lines(path), 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            if current:
+                sentences.append(current)
+            current = []
+            continue
+        if line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise MaskedLMError(f"{path}:{n}: {len(cols)} columns, CoNLL-U has 10")
+        if "-" in cols[0] or "." in cols[0]:
+            continue
+        current.append((cols[1], cols[3]))
+    if current:
+        sentences.append(current)
+    if not sentences:
+        raise MaskedLMError(f"{path}: no sentences")
+    return sentences
+
+
+class PosTagger:
+    """Universal POS tags for words: NLTK's averaged perceptron tagger (Collins 2002; the
+    model behind ``nltk.pos_tag``), trained here on UD English treebanks, because NLTK's
+    pretrained ``averaged_perceptron_tagger_eng`` is data that is rarely installed and
+    cannot be fetched offline.
+
+    >>> tagger = PosTagger.train(["en_lines-ud-train.conllu"])  # doctest: +SKIP
+    >>> tagger.tag(["He", "sat", "on", "the", "bank", "."])  # doctest: +SKIP
+    ['PRON', 'VERB', 'ADP', 'DET', 'NOUN', 'PUNCT']
+    """
+
+    def __init__(self, tagger: Any, info: dict[str, Any] | None = None) -> None:
+        self.tagger = tagger
+        self.info = info or {}
+
+    @classmethod
+    def train(cls, conllu: Sequence[str | os.PathLike[str]], iterations: int = 5,
+              seed: int = 0) -> PosTagger:
+        """Train on CoNLL-U files; 5 passes, NLTK's default."""
+        try:
+            from nltk.tag.perceptron import PerceptronTagger
+        except ImportError:
+            raise MaskedLMError("--pos-train: needs NLTK (pip install 'maskedlm[wsd]')") from None
+        sentences = [s for path in conllu for s in read_conllu_tags(path)]
+        tagger = PerceptronTagger(load=False)
+        state = random.getstate()  # NLTK shuffles with the module-level generator
+        random.seed(seed)
+        try:
+            tagger.train(sentences, nr_iter=iterations)
+        finally:
+            random.setstate(state)
+        return cls(tagger, {"train": [str(Path(p).resolve()) for p in conllu], "seed": seed,
+                            "sentences": len(sentences), "iterations": iterations,
+                            "words": sum(len(s) for s in sentences)})
+
+    def tag(self, words: Sequence[str]) -> list[str]:
+        return [t for _, t in self.tagger.tag(list(words))] if words else []
+
+    def to_json(self) -> str:
+        weights, tagdict, classes = self.tagger.encode_json_obj()
+        return json.dumps({"info": self.info, "weights": weights, "tagdict": tagdict,
+                           "classes": sorted(classes)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PosTagger:
+        try:
+            from nltk.tag.perceptron import PerceptronTagger
+        except ImportError:
+            raise MaskedLMError(f"{path}: needs NLTK (pip install 'maskedlm[wsd]')") from None
+        try:
+            d = json.loads(Path(path).read_text())
+            tagger = PerceptronTagger.decode_json_obj((d["weights"], d["tagdict"], d["classes"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise MaskedLMError(f"{path}: not a part-of-speech tagger ({type(e).__name__})") from None
+        return cls(tagger, d.get("info"))
+
+
 # ----------------------------------------------------------------------------- data
 @dataclass
 class Target:
@@ -305,6 +419,7 @@ class SenseCentroids:
     counts: np.ndarray  # (S,) int64
     info: dict[str, Any] = field(default_factory=dict)
     standardizer: Standardizer | None = None
+    tagger: PosTagger | None = None  # for `predict` on raw text (``wsd train --pos-train``)
 
     def __post_init__(self) -> None:
         self.row = {k: i for i, k in enumerate(self.keys)}
@@ -312,7 +427,8 @@ class SenseCentroids:
         self.unit = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """A directory: centroids.npz (vectors, counts), senses.json (keys, info)."""
+        """A directory: centroids.npz (vectors, counts), senses.json (keys, info), and
+        standardize.npz, pos_tagger.json when there are such."""
         from maskedlm.checkpoint import atomic_write_dir
 
         def write(tmp: Path) -> None:
@@ -321,6 +437,8 @@ class SenseCentroids:
             (tmp / SENSES_FILE).write_text(json.dumps({"info": self.info, "keys": self.keys}) + "\n")
             if self.standardizer is not None:
                 self.standardizer.save(tmp / STATS_FILE)
+            if self.tagger is not None:
+                (tmp / TAGGER_FILE).write_text(self.tagger.to_json())
         return atomic_write_dir(Path(directory), write)
 
     @classmethod
@@ -338,7 +456,8 @@ class SenseCentroids:
         if len(keys) != len(vectors) or len(counts) != len(vectors):
             raise MaskedLMError(f"{d / SENSES_FILE}: {len(keys)} keys for {len(vectors)} vectors")
         std = Standardizer.load(d / STATS_FILE) if (d / STATS_FILE).is_file() else None
-        return cls(keys, vectors, counts, info, std)
+        tagger = PosTagger.load(d / TAGGER_FILE) if (d / TAGGER_FILE).is_file() else None
+        return cls(keys, vectors, counts, info, std, tagger)
 
 
 def train_centroids(model: Embedder, sentences: Sequence[TaggedSentence], *, layers: str = "last",
@@ -466,16 +585,36 @@ def evaluate(model: Embedder, centroids: SenseCentroids, inventory: SenseInvento
 
 
 def predict_text(model: Embedder, centroids: SenseCentroids, inventory: SenseInventory,
-                 text: str | Sequence[str], **kw: Any) -> list[dict[str, Any]]:
-    """Disambiguate every content word of a sentence (words found by WordNet's morphology)."""
-    words = text.split() if isinstance(text, str) else list(text)
+                 text: str | Sequence[str], tagger: PosTagger | None = None,
+                 **kw: Any) -> list[dict[str, Any]]:
+    """Disambiguate every content word of untokenized ``text`` (or of a list of words).
+
+    Words come from :func:`word_spans`; with a tagger (``tagger``, else the one saved
+    with the centroids) each word's candidates are the WordNet senses of its tagged part
+    of speech only, and words tagged as function words, numbers or punctuation are
+    skipped; a content word WordNet lacks under its tag (a tagging error, most often)
+    keeps the senses of every part of speech, as every word does without a tagger.
+    Each answer: index (word number), word, start/end (characters, for a string), pos
+    (the tag, or None), sense_key, source, score, definition.
+    """
+    if isinstance(text, str):
+        spans: list[tuple[int, int]] | None = word_spans(text)
+        words = [text[a:b] for a, b in spans]
+    else:
+        spans, words = None, list(text)
+    tagger = tagger or centroids.tagger
+    tags: list[str | None] = list(tagger.tag(words)) if tagger else [None] * len(words)
     targets = []
-    for i, w in enumerate(words):
+    for i, (w, tag) in enumerate(zip(words, tags, strict=True)):
         if w.lower() in STOPWORDS or not any(c.isalpha() for c in w):
             continue
+        if tag is not None and tag not in PREDICT_POS:
+            continue  # tagged as a function word, number, symbol or punctuation
         found = inventory.analyses(w)
+        if tag is not None:  # the tagged part of speech only, unless WordNet has none there
+            found = [(lemma, pos) for lemma, pos in found if pos == PREDICT_POS[tag]] or found
         if found:
-            targets.append((Target(i, found[0][0], "", [], str(i)), found))
+            targets.append((Target(i, found[0][0], found[0][1] if tag else "", [], str(i)), found))
     if not targets:
         return []
     sent = TaggedSentence(words, [t for t, _ in targets])
@@ -484,6 +623,8 @@ def predict_text(model: Embedder, centroids: SenseCentroids, inventory: SenseInv
     for t, found in targets:
         cands = [k for lemma, pos in found for k in inventory.candidates(lemma, pos)]
         p = nearest_sense(vecs[(0, t.index)], cands, centroids)
-        out.append({"index": t.index, "word": words[t.index], "sense_key": p.key, "source": p.source,
-                    "score": p.score, "definition": inventory.definition(p.key) if p.key else ""})
+        where = {"start": spans[t.index][0], "end": spans[t.index][1]} if spans else {}
+        out.append({"index": t.index, "word": words[t.index], **where, "pos": tags[t.index],
+                    "sense_key": p.key, "source": p.source, "score": p.score,
+                    "definition": inventory.definition(p.key) if p.key else ""})
     return out

@@ -320,3 +320,49 @@ def _probs(qs: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, rows: s
         b = bias[rows] if bias.shape[0] > 1 else bias
         scores.view(b.shape[0], -1, *scores.shape[1:]).add_(b)
     return scores.softmax(-1)
+
+
+# ----------------------------------------------------------------------------- rotary positions
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021) of x (..., hd), computed in float32 as
+    transformers' ModernBERT does (``x * cos + rotate_half(x) * sin``); cos, sin (..., hd/2)
+    broadcast against x. Returns x's dtype.
+
+    The rotation is elementwise and memory-bound on CPU: :class:`_Rotate` writes both
+    halves into one output (no concatenated tables, no negated copy) and saves only the
+    tables for the backward. On every device, as before it moved here; :func:`stock`
+    (and ONNX export, which runs under it) takes the plain formula.
+    """
+    if stock_enabled():
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        x1, x2 = xf.chunk(2, dim=-1)
+        full_cos, full_sin = torch.cat([cos, cos], -1), torch.cat([sin, sin], -1)
+        return (xf * full_cos + torch.cat([-x2, x1], -1) * full_sin).to(x.dtype)
+    return _Rotate.apply(x, cos, sin)
+
+
+def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the halves of x's last dim,
+    in float32, written into one output."""
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    x1, x2 = xf.chunk(2, dim=-1)
+    out = torch.empty_like(xf)
+    o1, o2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1.0)
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)
+    return out.to(x.dtype)
+
+
+class _Rotate(torch.autograd.Function):
+    """A rotation's gradient is the inverse rotation (sin -> -sin): nothing is saved but
+    the tables."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(cos, sin)
+        return _rotated(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        cos, sin = ctx.saved_tensors
+        return _rotated(grad, cos, -sin), None, None

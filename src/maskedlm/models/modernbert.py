@@ -13,7 +13,12 @@ to; attention stays within a sequence (a block-diagonal mask, intersected with t
 window on local layers) and positions restart at every sequence. Padding is one more
 "sequence" that only attends to itself, so no row of the mask is empty. Attention is
 SDPA with that boolean mask on every device (one code path); dense masks cost
-(B, T, T) bytes, small next to the activations at the lengths we train.
+(B, T, T) bytes, small next to the activations at the lengths we train. The rotation
+itself is :func:`maskedlm.models.kernels.rotary`.
+
+Every decision that depends on the input (padding present, window spanning the row)
+is taken with tensor ops while ``torch.onnx.export`` traces the model, so the exported
+graph keeps each local layer local at every length (``export-onnx``).
 
 Shapes: B batch, T tokens, H hidden, nh heads, hd = H / nh, R rows the last layer computes.
 """
@@ -45,40 +50,6 @@ class Rotary(nn.Module):
         """positions (B, T) long -> cos, sin (B, T, hd/2) float32."""
         freqs = positions[..., None].float() * self.inv_freq  # (B, T, hd/2)
         return freqs.cos(), freqs.sin()
-
-
-def _rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the halves of x's last dim,
-    in float32, written into one output (no concatenation, no negated copy)."""
-    xf = x.to(torch.promote_types(x.dtype, torch.float32))
-    x1, x2 = xf.chunk(2, dim=-1)
-    out = torch.empty_like(xf)
-    o1, o2 = out.chunk(2, dim=-1)
-    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1.0)
-    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)
-    return out.to(x.dtype)
-
-
-class _Rotate(torch.autograd.Function):
-    """A rotation's gradient is the inverse rotation (sin -> -sin): nothing is saved but
-    the tables."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(cos, sin)
-        return _rotated(x, cos, sin)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        cos, sin = ctx.saved_tensors
-        return _rotated(grad, cos, -sin), None, None
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of x (..., hd), computed in float32 as transformers does
-    (its ``q * cos + rotate_half(q) * sin``); cos, sin (..., hd/2) broadcast against x.
-    The rotation is elementwise and memory-bound on CPU, hence the fused form above."""
-    return _Rotate.apply(x, cos, sin)
 
 
 class Embeddings(nn.Module):
@@ -116,15 +87,15 @@ class Attention(nn.Module):
         w, b = self.Wqkv.weight, self.Wqkv.bias
         if rows is None:  # queries and keys rotated in one call
             qkv = self.Wqkv(x).view(B, T, 3, nh, hd)
-            qk = rotate(qkv[:, :, :2], cos[:, :, None, None], sin[:, :, None, None])
+            qk = kernels.rotary(qkv[:, :, :2], cos[:, :, None, None], sin[:, :, None, None])
             q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]  # (B, T, nh, hd)
         else:
             kv = F.linear(x, w[H:], None if b is None else b[H:]).view(B, T, 2, nh, hd)
-            k, v = rotate(kv[:, :, 0], cos[:, :, None], sin[:, :, None]), kv[:, :, 1]
+            k, v = kernels.rotary(kv[:, :, 0], cos[:, :, None], sin[:, :, None]), kv[:, :, 1]
             q = F.linear(x.gather(1, rows[..., None].expand(-1, -1, H)), w[:H],
                          None if b is None else b[:H]).view(B, -1, nh, hd)  # (B, R, nh, hd)
             at = rows[..., None].expand(-1, -1, cos.shape[-1])
-            q = rotate(q, cos.expand(B, -1, -1).gather(1, at)[:, :, None],
+            q = kernels.rotary(q, cos.expand(B, -1, -1).gather(1, at)[:, :, None],
                        sin.expand(B, -1, -1).gather(1, at)[:, :, None])
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T or R, hd)
         y = kernels.attention(q, k, v, mask, self.p if self.training else 0.0)  # (B, nh, R, hd)
@@ -174,9 +145,18 @@ def positions_in_sequence(sequence_ids: torch.Tensor) -> torch.Tensor:
     """
     B, T = sequence_ids.shape
     idx = torch.arange(T, device=sequence_ids.device).expand(B, T)
-    start = torch.ones_like(sequence_ids, dtype=torch.bool)
-    start[:, 1:] = sequence_ids[:, 1:] != sequence_ids[:, :-1]
-    return idx - torch.where(start, idx, 0).cummax(1).values
+    start = torch.ones_like(sequence_ids)
+    start[:, 1:] = (sequence_ids[:, 1:] != sequence_ids[:, :-1]).long()
+    # each token's sequence start: the n-th start index, n = starts up to the token - 1;
+    # sorting (not cummax) so that ONNX has the same ops (opset 17 has no CumMax)
+    starts = torch.where(start.bool(), idx, T).sort(1).values  # (B, T) start indices first
+    return idx - starts.gather(1, start.cumsum(1) - 1)
+
+
+def _tracing() -> bool:
+    """True while ``torch.onnx.export`` (or ``torch.jit.trace``) records the model: a
+    Python branch on the input would be frozen into the graph, so none is taken."""
+    return torch.jit.is_tracing()
 
 
 def attention_masks(sequence_ids: torch.Tensor | None, T: int, window: int, device: torch.device
@@ -190,7 +170,7 @@ def attention_masks(sequence_ids: torch.Tensor | None, T: int, window: int, devi
     """
     same = None if sequence_ids is None else \
         sequence_ids[:, None, :, None] == sequence_ids[:, None, None, :]  # (B, 1, T, T)
-    if T - 1 <= window // 2:  # the window holds the whole row: local layers are global
+    if T - 1 <= window // 2 and not _tracing():  # the window holds the row: local = global
         return same, same
     i = torch.arange(T, device=device)
     band = ((i[:, None] - i[None, :]).abs() <= window // 2)[None, None]  # (1, 1, T, T)
@@ -230,7 +210,7 @@ class ModernBertModel(nn.Module):
         segments), plus ``sequence_ids`` (B, T) for packed rows (module docstring);
         ``attention_mask`` then marks the padding, which is given its own id."""
         B, T = input_ids.shape
-        if attention_mask is not None and not bool(attention_mask.all()):
+        if attention_mask is not None and (_tracing() or not bool(attention_mask.all())):
             pad = ~attention_mask.bool()
             base = torch.zeros_like(input_ids) if sequence_ids is None else sequence_ids
             sequence_ids = base.masked_fill(pad, -1)
