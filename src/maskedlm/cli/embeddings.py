@@ -361,7 +361,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-sentences", type=int, default=0, help="first N sentences only (0: all)")
     t.add_argument("--pos-train", action="append", metavar="CONLLU",
                    help="Universal Dependencies CoNLL-U file(s) to train the part-of-speech tagger "
-                        "`wsd predict` uses (repeatable; e.g. ud_en_lines + ud_en_partut train)")
+                        "`wsd predict` uses (repeatable; e.g. ud_en_lines + ud_en_partut train; "
+                        "default: none, and predict takes every part of speech)")
     t.set_defaults(func=run_wsd_train)
     for name, helptext in (("eval", "P/R/F1 on Raganato XML + key, with the MFS baseline"),
                            ("predict", "senses of the content words of sentences")):

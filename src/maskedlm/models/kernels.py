@@ -1,12 +1,15 @@
-"""CPU kernels the BERT blocks call by name: dropout, the word-embedding gradient, attention.
+"""CPU kernels the blocks call by name: dropout, the word-embedding gradient, attention,
+and ModernBERT's rotary positions.
 
 Each one is a measured saving on CPU (figures: ``torch.profiler`` on this 2-core machine,
 ``benchmarks/RESULTS.md``) and computes what stock PyTorch computes: the same function
-with another random stream (dropout) or the same numbers (embedding, attention). CUDA
-always takes PyTorch's fused kernels.
+with another random stream (dropout), the same numbers (embedding, attention) or the same
+to rounding (rotary). CUDA takes PyTorch's fused kernels, except for the rotary function,
+which runs (as it always has) on every device.
 
 One switch turns them all off, to compare against stock PyTorch (``nn.Embedding``,
-``F.dropout``, SDPA with ``dropout_p``): the context manager :func:`stock`, or the
+``F.dropout``, SDPA with ``dropout_p``, transformers' rotary formula; ONNX export runs
+under it): the context manager :func:`stock`, or the
 environment variable ``MASKEDLM_STOCK_KERNELS=1``; both are read at call time.
 
 >>> with stock():  # doctest: +SKIP
