@@ -175,6 +175,42 @@ def replacement_shares(counts: Mapping[str, int]) -> dict[str, float]:
     return {k: (counts.get(k, 0) / total if total else 0.0) for k in ("mask", "random", "keep")}
 
 
+def masked_span_words(labels: np.ndarray, word_starts: np.ndarray, special: np.ndarray,
+                      sbo_left: np.ndarray | None = None, sbo_right: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """Length in words of every span *as masked* (after truncation and merging), int64 (n,).
+
+    With ``sbo_left``/``sbo_right`` a span is what the SBO head predicts from one pair of
+    boundaries (merged spans when ``merge_adjacent``, else each placed span); without
+    them, a maximal run of consecutive targets. A word starts at a word-start token or
+    after a special token, as :func:`mask_batch` counts them. Compare with
+    ``MaskedBatch.span_lengths``, the lengths as *drawn*.
+
+    >>> labels = np.array([[-100, 7, 8, -100, 9, -100]])
+    >>> starts, special = np.array([[0, 1, 1, 1, 1, 0]], bool), np.array([[1, 0, 0, 0, 0, 1]], bool)
+    >>> masked_span_words(labels, starts, special).tolist()
+    [2, 1]
+    """
+    labels = np.asarray(labels)
+    target = labels != IGNORE_INDEX
+    B, T = target.shape
+    special = np.asarray(special, dtype=bool)
+    prev_special = np.ones_like(special)
+    prev_special[:, 1:] = special[:, :-1]
+    word_first = ~special & (np.asarray(word_starts, dtype=bool) | prev_special)
+    n_before = np.zeros((B, T + 1), dtype=np.int64)  # word starts before each position
+    np.cumsum(word_first, axis=1, out=n_before[:, 1:])
+    if sbo_left is not None and sbo_right is not None:
+        # the first target of each span is the one right after its left boundary
+        r, c = np.nonzero(target & (np.asarray(sbo_left) == np.arange(T) - 1))
+        first, end = c, np.asarray(sbo_right)[r, c]
+    else:
+        edge = np.diff(np.pad(target, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+        r, first = np.nonzero(edge == 1)
+        _, end = np.nonzero(edge == -1)  # row-major order pairs each run's start and end
+    return n_before[r, end] - n_before[r, first]
+
+
 def _words(word_starts: np.ndarray, special: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat start index and length of every word; a special token always ends a word."""
     prev_special = np.ones_like(special)
