@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from maskedlm.data.instances import InstanceSet, build_instances
-from maskedlm.data.masking import MaskingConfig, mask_batch
+from maskedlm.data.masking import MaskingConfig, mask_batch, sequence_keys
 from maskedlm.data.packing import Batch, pack_batch
 from maskedlm.data.shards import ShardSet
 from maskedlm.data.tokenizer import Tokenizer
@@ -30,9 +30,10 @@ class PretrainBatches:
     """A ``BatchSource`` (see ``maskedlm.train``) over prepared shards.
 
     Instances are rebuilt for every epoch (new NSP pairs for ``bert``) and visited in
-    a seeded permutation. Each sequence is masked with a generator seeded by
-    ``(seed, epoch, instance)``, so masking is dynamic across epochs and independent of
-    batch size, process count and resumption.
+    a seeded permutation. Each sequence is masked from its own random stream, keyed by
+    ``(seed, epoch, instance)`` (:func:`~maskedlm.data.masking.sequence_keys`), so masking
+    is dynamic across epochs and independent of batch size, process count and resumption;
+    a whole micro-batch is masked in one vectorized call.
 
     >>> src = PretrainBatches(ShardSet.load("shards/"), "budget", 128, recipe_masking("budget"),
     ...                       tok, 64, 1, 0, DistInfo())  # doctest: +SKIP
@@ -51,6 +52,7 @@ class PretrainBatches:
         self.eval_masking = eval_masking or masking
         self.pack = pack  # several sequences per row (data/packing.py), for ModernBERT
         self.unigram = shards.unigram_probs() if masking.random_source == "unigram" else None
+        self._special_ids = sorted(tokenizer.special_ids)
         self._epochs: dict[int, tuple[InstanceSet, np.ndarray]] = {}
         # Epoch length is fixed by epoch 0 (bert pairs vary slightly between epochs).
         self.epoch_len = len(self._instances(0)[0])
@@ -67,28 +69,17 @@ class PretrainBatches:
                 del self._epochs[old]
         return self._epochs[epoch]
 
-    def _mask(self, batch: Batch, keys: list[tuple[int, int]],
+    def _mask(self, batch: Batch, epoch: np.ndarray, index: np.ndarray,
               masking: MaskingConfig | None = None) -> Batch:
-        out = dict(batch)
-        out["input_ids"] = batch["input_ids"].copy()
-        out["labels"] = np.full_like(batch["input_ids"], -100)
-        for k in ("sbo_left", "sbo_right", "sbo_pos"):
-            out[k] = np.zeros_like(batch["input_ids"])
-        lengths = batch["attention_mask"].sum(1)
-        for r, key in enumerate(keys):
-            # Each sequence is masked without its padding, so that its targets do not depend
-            # on the batch it lands in (batch size, accumulation, ranks).
-            L = int(lengths[r])
-            rng = np.random.default_rng([self.seed, key[0], key[1], 3])
-            m = mask_batch(batch["input_ids"][r:r + 1, :L], batch["word_starts"][r:r + 1, :L],
-                           batch["special"][r:r + 1, :L], masking or self.masking, rng,
-                           vocab_size=self.tok.vocab_size, mask_id=self.tok.mask_id,
-                           special_ids=sorted(self.tok.special_ids), unigram_probs=self.unigram)
-            for k in ("input_ids", "labels", "sbo_left", "sbo_right", "sbo_pos"):
-                out[k][r, :L] = getattr(m, k)[0]
-        if self.recipe != "spanbert":
-            for k in ("sbo_left", "sbo_right", "sbo_pos"):
-                out.pop(k)
+        """Mask a batch in one call; row r draws from the key of its (epoch, instance), so its
+        targets do not depend on the batch it lands in (batch size, accumulation, ranks)."""
+        m = mask_batch(batch["input_ids"], batch["word_starts"], batch["special"],
+                       masking or self.masking, sequence_keys(self.seed, epoch, index),
+                       vocab_size=self.tok.vocab_size, mask_id=self.tok.mask_id,
+                       special_ids=self._special_ids, unigram_probs=self.unigram)
+        out = dict(batch, input_ids=m.input_ids, labels=m.labels)
+        if self.recipe == "spanbert":
+            out.update(sbo_left=m.sbo_left, sbo_right=m.sbo_right, sbo_pos=m.sbo_pos)
         if self.recipe != "bert":
             out.pop("next_sentence_label", None)
         if self.pack:
@@ -103,20 +94,18 @@ class PretrainBatches:
         for m in range(self.grad_accum):
             # global sequence numbers of this rank's micro-batch
             base = step * per_step + m * B * W + self.di.rank * B
-            keys, idx = [], []
-            for g in range(base, base + B):
-                epoch, pos = divmod(g, self.epoch_len)
-                _, perm = self._instances(epoch)
-                keys.append((epoch, int(perm[pos % len(perm)])))
-                idx.append(keys[-1][1])
-            epoch = keys[0][0]
-            inst, _ = self._instances(epoch)
-            if any(k[0] != epoch for k in keys):  # a batch straddling two epochs
-                parts = [self._instances(k[0])[0].get([k[1]]) for k in keys]
+            epoch, pos = np.divmod(np.arange(base, base + B, dtype=np.int64), self.epoch_len)
+            index = np.empty_like(pos)
+            for e in np.unique(epoch).tolist():  # one epoch, two when the batch straddles them
+                perm = self._instances(e)[1]
+                index[epoch == e] = perm[pos[epoch == e] % len(perm)]
+            first = int(epoch[0])
+            if (epoch != first).any():
+                parts = [self._instances(int(e))[0].get([i]) for e, i in zip(epoch, index, strict=True)]
                 batch = _stack_padded(parts)
             else:
-                batch = inst.get(idx)
-            out.append(self._mask(batch, keys))
+                batch = self._instances(first)[0].get(index)
+            out.append(self._mask(batch, epoch, index))
         return out
 
     def eval_batches(self) -> list[Batch]:
@@ -126,8 +115,8 @@ class PretrainBatches:
         n = min(len(inst), self.eval_sequences)
         batches = []
         for s in range(0, n, self.batch_size):
-            idx = list(range(s, min(n, s + self.batch_size)))
-            batches.append(self._mask(inst.get(idx), [(1_000_000, i) for i in idx],
+            idx = np.arange(s, min(n, s + self.batch_size))
+            batches.append(self._mask(inst.get(idx), np.full_like(idx, 1_000_000), idx,
                                       self.eval_masking))
         return batches
 
