@@ -17,6 +17,7 @@ from maskedlm.data.masking import (
     mask_sequence,
     masked_span_words,
     replacement_shares,
+    sequence_keys,
     truncated_geometric_pmf,
 )
 from maskedlm.errors import MaskedLMError
@@ -465,6 +466,36 @@ def test_same_seed_same_output(scheme):
         assert np.array_equal(getattr(a, name), getattr(b, name))
     assert a.span_lengths == b.span_lengths and a.replacement_counts == b.replacement_counts
     assert not np.array_equal(a.labels, c.labels)
+
+
+@pytest.mark.parametrize("vary", ["instance", "epoch", "seed"])
+def test_row_keys_give_independent_rows(vary):
+    """4,000 copies of one sequence, each with its own key: targets fall uniformly over the
+    positions and two neighbouring keys share no more targets than chance (hypergeometric:
+    10 * 10 / 62 on average)."""
+    n, T = 4000, 64
+    ids = np.full((n, T), 10)
+    ids[:, 0], ids[:, -1] = CLS, SEP
+    special = np.isin(ids, SPECIAL_IDS)
+    i = np.arange(n)
+    keys = {"instance": sequence_keys(0, 0, i), "epoch": sequence_keys(0, i, 7),
+            "seed": sequence_keys(i, 0, 7)}[vary]
+    mb = mask_batch(ids, np.ones_like(special), special, MaskingConfig(), keys,
+                    vocab_size=VOCAB, mask_id=MASK)
+    target = mb.labels != IGNORE_INDEX
+    assert (target.sum(1) == 10).all()  # ceil(0.15 * 62)
+    per_position = target[:, 1:-1].sum(0)
+    expected = n * 10 / 62
+    assert float(((per_position - expected) ** 2 / expected).sum()) < 100.9  # 0.999, 61 dof
+    shared = (target[1:] & target[:-1]).sum(1)
+    assert abs(shared.mean() - 100 / 62) < 0.1
+    # the same key gives the same row, whatever else is in the batch
+    again = mask_batch(ids[:3][::-1], np.ones((3, T), bool), special[:3], MaskingConfig(),
+                       keys[:3][::-1].copy(), vocab_size=VOCAB, mask_id=MASK)
+    assert np.array_equal(again.labels[::-1], mb.labels[:3])
+    with pytest.raises(MaskedLMError, match="keys"):
+        mask_batch(ids[:3], special[:3], special[:3], MaskingConfig(), keys[:2],
+                   vocab_size=VOCAB, mask_id=MASK)
 
 
 def test_config_defaults():

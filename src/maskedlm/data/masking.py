@@ -205,7 +205,7 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def sequence_keys(seed: int, *ids: np.ndarray | int) -> np.ndarray:
+def sequence_keys(seed: int | np.ndarray, *ids: np.ndarray | int) -> np.ndarray:
     """One uint64 masking key per sequence from a seed and integer ids that name it
     (e.g. epoch and instance); arrays broadcast. Keys passed to :func:`mask_batch` make
     each row's masking a function of its key and its tokens only.
@@ -214,7 +214,8 @@ def sequence_keys(seed: int, *ids: np.ndarray | int) -> np.ndarray:
     >>> k.dtype, len(set(k.tolist())), bool(k[2] == sequence_keys(0, 3, 2))
     (dtype('uint64'), 4, True)
     """
-    key = _mix64(np.atleast_1d(np.asarray(seed % 2**64, dtype=np.uint64)) + _GOLDEN)
+    seed = seed % 2**64 if isinstance(seed, int) else np.asarray(seed, dtype=np.int64)
+    key = _mix64(np.atleast_1d(np.asarray(seed).astype(np.uint64)) + _GOLDEN)
     for part in ids:
         n = np.atleast_1d(np.asarray(part, dtype=np.int64)).astype(np.uint64) + np.uint64(1)
         key = _mix64(key + n * _GOLDEN)
