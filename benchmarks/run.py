@@ -28,12 +28,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cases import encode, finetune, masking, matmul, onnx, pretrain
+from cases import datapath, encode, finetune, masking, matmul, onnx, pretrain
 from cases.common import BATCH, DEFAULT_DATA, fail, pretrain_shards
 
 CHILDREN = {"matmul": matmul.child_matmul,
             "pretrain/ours": pretrain.child_pretrain_ours, "pretrain/peer": pretrain.child_pretrain_peer,
             "masking/ours": masking.child_masking_ours, "masking/peer": masking.child_masking_peer,
+            "datapath/ours": datapath.child_datapath_ours,
+            "datapath/peer": datapath.child_datapath_peer,
             "encode/ours": encode.child_encode_ours, "encode/peer": encode.child_encode_peer,
             "onnx/fp32": onnx.child_encode_onnx, "onnx/int8": onnx.child_encode_onnx,
             "finetune/ours": finetune.child_finetune_ours, "finetune/peer": finetune.child_finetune_peer}
@@ -89,6 +91,14 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
             out.append((f"masking_{scheme}_32x512", "masking",
                         {**base, "scheme": scheme, "recipe": recipe, "seq_len": 512, "batch": 32,
                          "steps": 4}))
+    if "datapath" in args.cases:  # masked batches through the loop's prefetcher, no model
+        # the recipes' batch sizes; ModernBERT trains at 1024 on packed rows (docs/datapath.md)
+        for recipe, seq_len, batch, pack in (("budget", 128, 64, False), ("bert", 128, 32, False),
+                                             ("spanbert", 128, 32, False),
+                                             ("budget", 1024, 64, True), ("spanbert", 512, 32, False)):
+            out.append((f"datapath_{recipe}_{seq_len}" + ("_packed" if pack else ""), "datapath",
+                        {**base, "recipe": recipe, "seq_len": seq_len, "batch": batch,
+                         "pack": pack, "peer": recipe == "budget" and not pack}))
     if "encode" in args.cases:  # MiniLM
         out.append(("encode_minilm_ud_sentences", "encode", {**base, "sentences": 1000}))
     if "onnx" in args.cases:
@@ -104,7 +114,8 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-UNITS = {"pretrain": "tokens/s", "masking": "sequences/s", "encode": "real tokens/s",
+UNITS = {"pretrain": "tokens/s", "masking": "sequences/s", "datapath": "tokens/s",
+         "encode": "real tokens/s",
          "onnx": "real tokens/s", "finetune": "examples/s"}
 
 
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="matmul,pretrain,spanbert,masking,encode,onnx,finetune",
                     help="comma-separated subset of matmul,pretrain,spanbert,masking,encode,onnx,"
                          "finetune, and modernbert,encode_modernbert (ModernBERT against "
-                         "transformers' ModernBert)")
+                         "transformers' ModernBert), datapath (pretraining batches, no model)")
     ap.add_argument("--sizes", default="tiny,mini,small,base", help="pretraining presets")
     ap.add_argument("--repeats", type=int, default=3, help="timed windows per measurement")
     ap.add_argument("--steps", type=int, default=3, help="steps per timed window")
@@ -179,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ours = run_child(prefix + "/ours", params)
         peer_params = dict(params, recipe="roberta") if prefix == "pretrain" else params
-        peer = run_child(prefix + "/peer", peer_params)
+        peer = run_child(prefix + "/peer", peer_params) if params.get("peer", True) else None
         row: dict[str, Any] = {"case": name, "ours": round(ours["value"], 2),
-                               "peer": round(peer["value"], 2), "unit": UNITS[prefix],
-                               "ratio": round(ours["value"] / peer["value"], 3),
+                               "peer": peer and round(peer["value"], 2), "unit": UNITS[prefix],
+                               "ratio": peer and round(ours["value"] / peer["value"], 3),
                                "repeats": params["repeats"]}
         if prefix == "pretrain":
             row.update(batch=params["batch"], seq_len=params["seq_len"],
@@ -192,8 +203,13 @@ def main(argv: list[str] | None = None) -> int:
             if peak:
                 row["ours_mfu"] = round(ours["value"] * ours["flops_per_token"] / (peak * 1e9), 3)
                 row["peer_mfu"] = round(peer["value"] * peer["flops_per_token"] / (peak * 1e9), 3)
+        if prefix == "datapath":
+            row.update(recipe=params["recipe"], seq_len=params["seq_len"], batch=params["batch"],
+                       packed=params["pack"], ours_per_cpu_s=round(ours["per_cpu_s"], 2),
+                       load_1min=round(os.getloadavg()[0], 2))
         row["ours_windows"] = [round(x, 2) for x in ours["windows"]]
-        row["peer_windows"] = [round(x, 2) for x in peer["windows"]]
+        if peer:
+            row["peer_windows"] = [round(x, 2) for x in peer["windows"]]
         results.append(row)
         emit(row, args.out)
     table(results)
@@ -217,6 +233,8 @@ def table(rows: list[dict[str, Any]]) -> None:
             extra.append(f"mem {r['ours_peak_mb']:.0f}/{r['peer_peak_mb']:.0f} MB")
         if "ours_mfu" in r:
             extra.append(f"MFU {r['ours_mfu']:.0%}/{r['peer_mfu']:.0%}")
+        if "ours_per_cpu_s" in r:
+            extra.append(f"{r['ours_per_cpu_s'] / 1e6:.2f} M per CPU-s, load {r['load_1min']}")
         if "data_wait_frac" in r:
             extra.append(f"data wait {r['data_wait_frac']:.1%}")
         peer = "" if r["peer"] is None else f"{r['peer']:10.1f}"

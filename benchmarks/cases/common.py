@@ -178,7 +178,7 @@ def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme:
                  pack: bool = False):
     from maskedlm.data.masking import MaskingConfig
     from maskedlm.data.shards import ShardSet
-    from maskedlm.pretrain import PretrainBatches
+    from maskedlm.data.batches import PretrainBatches
     from maskedlm.train import DistInfo
     shards = ShardSet.load(pretrain_shards(data_root))
     tok = shards.tokenizer()

@@ -14,12 +14,12 @@ import time
 import torch
 import torch.nn.functional as F
 
+from maskedlm.data.batches import PretrainBatches
 from maskedlm.data.masking import MaskingConfig
 from maskedlm.data.shards import ShardSet
 from maskedlm.models import kernels
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.pretrain import PretrainBatches
 from maskedlm.train import DistInfo, to_tensors
 
 

@@ -229,6 +229,33 @@ class Prefetcher:
             self.thread.join(timeout=0.05)
 
 
+class DataWaitMonitor:
+    """Warns once when an accelerator's steps wait for batches more than ``threshold`` of
+    their time (``data_wait_frac`` of a log window): the data path is then what limits
+    the run. The first window is skipped (it includes the prefetcher filling up); on a
+    CPU the batches compete with the model for the same cores, so nothing is said.
+
+    >>> m = DataWaitMonitor(torch.device("cuda"))
+    >>> [m.update(f) is not None for f in (0.5, 0.2, 0.3)]
+    [False, True, False]
+    """
+
+    def __init__(self, device: torch.device, threshold: float = 0.10) -> None:
+        self.device, self.threshold = device, threshold
+        self.windows, self.warned = 0, False
+
+    def update(self, data_wait_frac: float) -> str | None:
+        """The warning to print for this log window, at most once per run; else None."""
+        self.windows += 1
+        if self.warned or self.windows == 1 or self.device.type == "cpu" \
+                or not data_wait_frac > self.threshold:
+            return None
+        self.warned = True
+        return (f"warning: steps waited for batches {data_wait_frac:.0%} of their time on "
+                f"{self.device} (over {self.threshold:.0%}): the data path limits this run; "
+                "see docs/datapath.md")
+
+
 # What clusters and users send a job they want stopped: the scheduler's SIGTERM, Ctrl-C, and
 # SLURM's warning signal (``#SBATCH --signal=USR1@120``).
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
@@ -454,6 +481,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         # the starting point, e.g. for continued pretraining from --init
         log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
+    data_wait = DataWaitMonitor(di.device)
     # the handlers go in before the prefetcher starts: a signal during its first batches counts
     with StopSignals() as stop:
         prefetch = Prefetcher(source, start, cfg.max_steps)
@@ -488,6 +516,8 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                     if not math.isfinite(record["loss"]):
                         raise MaskedLMError(f"step {done}: loss is NaN; lower --lr (last checkpoint kept)")
                     bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
+                    if (warning := data_wait.update(record["data_wait_frac"])) and di.is_main:
+                        bar.write(warning)
                     window = _new_window()
                 if last or (cfg.save_every and done % cfg.save_every == 0):
                     record = record or {"step": done}

@@ -70,10 +70,14 @@ def test_mask_preview_stats(capsys, tiny_data):
                        "--seq-len", 64, "--stats", "--json", "--sequences", 50)
     assert code == 0
     stats = json.loads(out)
-    assert set(stats) >= {"masked_fraction", "span_length_histogram", "replacement", "sequences"}
+    assert set(stats) >= {"masked_fraction", "spans", "replacement", "sequences"}
     assert 0.12 < stats["masked_fraction"] < 0.18
     assert set(stats["replacement"]) == {"mask", "random", "keep"}
-    assert all(1 <= int(k) <= 10 for k in stats["span_length_histogram"])
+    drawn, masked = stats["spans"]["drawn"], stats["spans"]["masked"]
+    assert stats["spans"]["unit"] == "words"
+    assert all(1 <= int(k) <= 10 for k in drawn["histogram"])
+    # spans as masked are cut by the budget and by each other: shorter than drawn, not 1 word
+    assert 1.5 < masked["mean"] < drawn["mean"] and masked["share_2_or_more"] > 0.3
     code, out, _ = run(capsys, "mask-preview", "--recipe", "bert", "--data", tiny_data["shards"],
                        "--n", 2)
     assert code == 0 and out.count("original:") == 2 and "[MASK]" in out

@@ -53,6 +53,22 @@ def _doc_of(shards: ShardSet, token_positions: np.ndarray) -> np.ndarray:
     return np.searchsorted(doc_tok, token_positions, side="right") - 1
 
 
+def _assert_rows_come_from_the_shards(inst: InstanceSet, shards: ShardSet) -> None:
+    """Every row's tokens and word starts are those of its ranges in the shards (a word
+    start is forced only on the first token after a special one)."""
+    tokens, ws = shards.tokens("train"), shards.word_starts("train")
+    batch = inst.get(np.arange(len(inst)))
+    keep = batch["attention_mask"] & ~batch["special"]
+    for r in range(len(inst)):
+        ranges = [(inst.start[r], inst.end[r])]
+        if inst.b_start is not None and inst.b_end is not None:
+            ranges.append((inst.b_start[r], inst.b_end[r]))
+        want_ids = np.concatenate([tokens[s:e] for s, e in ranges])
+        want_ws = np.concatenate([np.r_[True, ws[s + 1:e]] for s, e in ranges])
+        assert np.array_equal(batch["input_ids"][r][keep[r]], want_ids)
+        assert np.array_equal(batch["word_starts"][r][keep[r]], want_ws)
+
+
 # ----------------------------------------------------------------------------- bert
 
 
@@ -61,7 +77,7 @@ def bert(shards: ShardSet) -> InstanceSet:
     return build_instances(shards, "train", "bert", 32, np.random.default_rng(0))
 
 
-def test_bert_format(bert: InstanceSet) -> None:
+def test_bert_format(bert: InstanceSet, shards: ShardSet) -> None:
     batch = bert.get(np.arange(len(bert)))
     ids, types, att = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
     assert ids.shape[1] <= 32 and (bert.lengths <= 32).all()
@@ -75,6 +91,7 @@ def test_bert_format(bert: InstanceSet) -> None:
         assert (t[: seps[0] + 1] == 0).all() and (t[seps[0] + 1 :] == 1).all()
     assert (types[~att] == 0).all() and (ids[~att] == PAD).all()
     assert batch["next_sentence_label"].shape == (len(bert),)
+    _assert_rows_come_from_the_shards(bert, shards)
 
 
 def test_bert_pairs_follow_documents(bert: InstanceSet, shards: ShardSet) -> None:
@@ -177,6 +194,15 @@ def test_roberta_packs_full_sentences_across_documents(shards: ShardSet) -> None
     assert inner_seps == n_docs - 1 - (gaps == 1).sum()  # one per boundary inside a sequence
     assert 0 < inner_seps
     assert sorted(ids[att & ~special].tolist()) == sorted(tokens.tolist())  # every token once
+    # in order, with their word starts (one is forced after each [CLS] and inner [SEP])
+    real = att & ~special
+    assert ids[real].tolist() == tokens.tolist()
+    prev_special = np.ones_like(special)
+    prev_special[:, 1:] = special[:, :-1]
+    forced = (prev_special & real)[real]
+    ws = shards.word_starts("train")
+    assert np.array_equal(batch["word_starts"][real] & ~forced, ws & ~forced)
+    assert batch["word_starts"][real][forced].all()
 
 
 def _virtual_sentences(shards: ShardSet, inst: InstanceSet) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +238,7 @@ def test_spanbert_blocks_stay_inside_documents(shards: ShardSet) -> None:
     batch = inst.get([0, 1, 2])
     assert (batch["token_type_ids"] == 0).all()
     assert "next_sentence_label" not in batch
+    _assert_rows_come_from_the_shards(inst, shards)
 
 
 # ---------------------------------------------------------------------------- batches

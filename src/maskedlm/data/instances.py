@@ -9,7 +9,7 @@
   (Joshi et al. 2020, sec. 3.3): ``[CLS] ... [SEP]``.
 
 Building is cheap (a few int64 arrays); :meth:`InstanceSet.get` gathers the tokens of a
-batch from the memmap and pads it to its longest sequence.
+batch from the memmap in one indexing operation and pads it to its longest sequence.
 """
 
 from __future__ import annotations
@@ -84,28 +84,42 @@ class InstanceSet:
     def get(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """A padded batch (T = longest sequence): input_ids, token_type_ids (int64, (B, T)),
         attention_mask, word_starts, special (bool, (B, T); special = [CLS]/[SEP]/[PAD])
-        and, for ``bert``, next_sentence_label (int64, (B,))."""
+        and, for ``bert``, next_sentence_label (int64, (B,)). One gather for the batch."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         lengths = self.lengths[idx] if len(idx) else np.zeros(0, np.int64)
         B, T = len(idx), int(lengths.max(initial=2))
-        ids = np.full((B, T), self.pad_id, dtype=np.int64)
+        col = np.arange(T)[None, :]
+        start, end = self.start[idx][:, None], self.end[idx][:, None]
+        n_a = end - start
+        # [CLS] A [SEP] (B [SEP]) [PAD]...: where each column's token comes from
+        in_a = (col >= 1) & (col <= n_a)
+        src = np.where(in_a, start + col - 1, 0)
+        is_sep = col == n_a + 1
         types = np.zeros((B, T), dtype=np.int64)
+        if self.b_start is not None and self.b_end is not None:
+            b_start = self.b_start[idx][:, None]
+            n_b = self.b_end[idx][:, None] - b_start
+            in_b = (col >= n_a + 2) & (col < n_a + 2 + n_b)
+            src = np.where(in_b, b_start + col - n_a - 2, src)
+            in_a |= in_b
+            is_sep |= col == n_a + 2 + n_b
+            types[(col >= n_a + 2) & (col <= n_a + 2 + n_b)] = 1
+        if self.recipe == "roberta" and self.seps is not None and len(self.seps):
+            # a virtual position v is a document [SEP] or the token v - (#[SEP]s before v)
+            k = np.searchsorted(self.seps, src, side="right")
+            doc_sep = in_a & (k > 0) & (self.seps[np.maximum(k - 1, 0)] == src)
+            src -= k
+            is_sep |= doc_sep
+            in_a &= ~doc_sep
+        flat = src[in_a]
+        ids = np.full((B, T), self.pad_id, dtype=np.int64)
+        ids[in_a] = self.tokens[flat]
+        ids[is_sep] = self.sep_id
+        ids[:, 0] = self.cls_id
         starts = np.zeros((B, T), dtype=bool)
-        special = np.ones((B, T), dtype=bool)
-        for r, i in enumerate(idx.tolist()):
-            segments = self._segments(i)
-            pos = 0
-            ids[r, pos] = self.cls_id
-            pos += 1
-            for seg, (tok, ws, is_sep) in enumerate(segments):
-                n = len(tok)
-                ids[r, pos : pos + n] = tok
-                starts[r, pos : pos + n] = ws
-                special[r, pos : pos + n] = is_sep
-                ids[r, pos + n] = self.sep_id
-                types[r, pos : pos + n + 1] = seg
-                pos += n + 1
-        attention = np.arange(T)[None, :] < lengths[:, None]
+        starts[in_a] = self.word_starts[flat]
+        special = ~in_a
+        attention = col < lengths[:, None]
         # a segment cut mid-word still starts with a word (masking treats it as one)
         prev_special = np.ones_like(special)
         prev_special[:, 1:] = special[:, :-1]
@@ -120,33 +134,6 @@ class InstanceSet:
         if self.next_sentence_label is not None:
             batch["next_sentence_label"] = self.next_sentence_label[idx].astype(np.int64)
         return batch
-
-    def _segments(self, i: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | bool]]:
-        """(token ids, word starts, is [SEP]) of each segment of sequence ``i``."""
-        s, e = int(self.start[i]), int(self.end[i])
-        if self.recipe == "roberta" and self.seps is not None:
-            return [self._virtual(s, e)]
-        segments = [(self.tokens[s:e], self.word_starts[s:e], False)]
-        if self.b_start is not None and self.b_end is not None:
-            bs, be = int(self.b_start[i]), int(self.b_end[i])
-            segments.append((self.tokens[bs:be], self.word_starts[bs:be], False))
-        return segments
-
-    def _virtual(self, vs: int, ve: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tokens of virtual range [vs, ve), where a [SEP] precedes every document start."""
-        assert self.seps is not None
-        k0, k1 = np.searchsorted(self.seps, [vs, ve])
-        inside = self.seps[k0:k1] - vs
-        n = ve - vs
-        real = vs - int(k0)
-        is_sep = np.zeros(n, dtype=bool)
-        is_sep[inside] = True
-        tok = np.full(n, self.sep_id, dtype=np.int64)
-        ws = np.zeros(n, dtype=bool)
-        m = n - len(inside)
-        tok[~is_sep] = self.tokens[real : real + m]
-        ws[~is_sep] = self.word_starts[real : real + m]
-        return tok, ws, is_sep
 
 
 # Absolute position embeddings: BERT's table has 512 rows; a longer one is allowed for

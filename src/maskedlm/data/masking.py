@@ -32,6 +32,12 @@ as Google BERT and transformers do; ``"unigram"`` follows given corpus frequenci
 SpanBERT's code does); ``merge_adjacent=True`` (SpanBERT's code merges touching spans
 into one, which then shares SBO boundaries and one 80/10/10 choice).
 
+Randomness: every draw for a sequence comes from a counter-based stream keyed by that
+sequence alone (one uint64 key per row, :func:`sequence_keys`) and indexed by position,
+so a row's masking does not depend on the other rows, their number or the padding, and a
+whole batch is masked with a handful of array operations. A ``np.random.Generator``
+passed instead of keys draws one key per row.
+
 Spans never overlap and never cross a special token: a span stops early at an already
 masked word or a special token. For the SBO targets every scheme has spans: single
 tokens (``token``), words (``whole_word``) or sampled spans (``span``), merged when they
@@ -175,6 +181,92 @@ def replacement_shares(counts: Mapping[str, int]) -> dict[str, float]:
     return {k: (counts.get(k, 0) / total if total else 0.0) for k in ("mask", "random", "keep")}
 
 
+# Counter-based uniforms: SplitMix64 (Steele, Lea & Flood 2014, "Fast splittable
+# pseudorandom number generators"; Java's SplittableRandom) evaluated at counter n of the
+# stream seeded by a row's key: mix(key + n * golden). It passes BigCrush as a generator and
+# needs no state, so the draws of a whole batch are one vectorized expression. NumPy's
+# generators are keyed per object: one per row cost ~25-45 us each on the 2-core machine.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(30), np.uint64(0xBF58476D1CE4E5B9), np.uint64(27),
+        np.uint64(0x94D049BB133111EB), np.uint64(31))
+# One counter per (position, purpose): the draws never share a counter.
+_ORDER, _LENGTH, _BUDGET, _REPLACE, _RANDOM_ID = range(5)
+_STREAMS = np.uint64(5)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function on a fresh uint64 array (modified in place)."""
+    s1, m1, s2, m2, s3 = _MIX
+    x ^= x >> s1
+    x *= m1
+    x ^= x >> s2
+    x *= m2
+    x ^= x >> s3
+    return x
+
+
+def sequence_keys(seed: int | np.ndarray, *ids: np.ndarray | int) -> np.ndarray:
+    """One uint64 masking key per sequence from a seed and integer ids that name it
+    (e.g. epoch and instance); arrays broadcast. Keys passed to :func:`mask_batch` make
+    each row's masking a function of its key and its tokens only.
+
+    >>> k = sequence_keys(0, 3, np.arange(4))
+    >>> k.dtype, len(set(k.tolist())), bool(k[2] == sequence_keys(0, 3, 2))
+    (dtype('uint64'), 4, True)
+    """
+    seed = seed % 2**64 if isinstance(seed, int) else np.asarray(seed, dtype=np.int64)
+    key = _mix64(np.atleast_1d(np.asarray(seed).astype(np.uint64)) + _GOLDEN)
+    for part in ids:
+        n = np.atleast_1d(np.asarray(part, dtype=np.int64)).astype(np.uint64) + np.uint64(1)
+        key = _mix64(key + n * _GOLDEN)
+    return key
+
+
+def _uniform(keys: np.ndarray, flat: np.ndarray, T: int, stream: int) -> np.ndarray:
+    """Uniforms in [0, 1) for flat positions ``flat`` of a (B, T) batch, one stream each."""
+    flat = np.asarray(flat, dtype=np.int64)
+    row, pos = np.divmod(flat, T)
+    counter = pos.astype(np.uint64) * _STREAMS + np.uint64(stream + 1)
+    x = _mix64(keys[row] + counter * _GOLDEN)
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def masked_span_words(labels: np.ndarray, word_starts: np.ndarray, special: np.ndarray,
+                      sbo_left: np.ndarray | None = None, sbo_right: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """Length in words of every span *as masked* (after truncation and merging), int64 (n,).
+
+    With ``sbo_left``/``sbo_right`` a span is what the SBO head predicts from one pair of
+    boundaries (merged spans when ``merge_adjacent``, else each placed span); without
+    them, a maximal run of consecutive targets. A word starts at a word-start token or
+    after a special token, as :func:`mask_batch` counts them. Compare with
+    ``MaskedBatch.span_lengths``, the lengths as *drawn*.
+
+    >>> labels = np.array([[-100, 7, 8, -100, 9, -100]])
+    >>> starts, special = np.array([[0, 1, 1, 1, 1, 0]], bool), np.array([[1, 0, 0, 0, 0, 1]], bool)
+    >>> masked_span_words(labels, starts, special).tolist()
+    [2, 1]
+    """
+    labels = np.asarray(labels)
+    target = labels != IGNORE_INDEX
+    B, T = target.shape
+    special = np.asarray(special, dtype=bool)
+    prev_special = np.ones_like(special)
+    prev_special[:, 1:] = special[:, :-1]
+    word_first = ~special & (np.asarray(word_starts, dtype=bool) | prev_special)
+    n_before = np.zeros((B, T + 1), dtype=np.int64)  # word starts before each position
+    np.cumsum(word_first, axis=1, out=n_before[:, 1:])
+    if sbo_left is not None and sbo_right is not None:
+        # the first target of each span is the one right after its left boundary
+        r, c = np.nonzero(target & (np.asarray(sbo_left) == np.arange(T) - 1))
+        first, end = c, np.asarray(sbo_right)[r, c]
+    else:
+        edge = np.diff(np.pad(target, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+        r, first = np.nonzero(edge == 1)
+        _, end = np.nonzero(edge == -1)  # row-major order pairs each run's start and end
+    return n_before[r, end] - n_before[r, first]
+
+
 def _words(word_starts: np.ndarray, special: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat start index and length of every word; a special token always ends a word."""
     prev_special = np.ones_like(special)
@@ -186,7 +278,7 @@ def _words(word_starts: np.ndarray, special: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _place_spans(word_start: np.ndarray, word_len: np.ndarray, T: int, budgets: np.ndarray,
-                 lengths: np.ndarray | None, rng: np.random.Generator
+                 lengths: np.ndarray | None, keys: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Place spans of ``lengths`` words (1 if None) at free words in random order per row.
 
@@ -195,7 +287,7 @@ def _place_spans(word_start: np.ndarray, word_len: np.ndarray, T: int, budgets: 
     starts, exclusive ends and the sampled length of each placed span.
     """
     word_row = word_start // T
-    order = np.argsort(word_row + rng.random(len(word_start))).tolist()  # grouped by row
+    order = np.argsort(word_row + _uniform(keys, word_start, T, _ORDER)).tolist()  # by row
     bounds = np.searchsorted(word_row, np.arange(len(budgets) + 1)).tolist()
     starts, lens = word_start.tolist(), word_len.tolist()
     want_list = None if lengths is None else lengths.tolist()
@@ -203,7 +295,6 @@ def _place_spans(word_start: np.ndarray, word_len: np.ndarray, T: int, budgets: 
     out_s: list[int] = []
     out_e: list[int] = []
     sampled: list[int] = []
-    k = 0
     for b, left in enumerate(budgets.tolist()):
         last = bounds[b + 1]
         for w in order[bounds[b]:last]:
@@ -211,8 +302,7 @@ def _place_spans(word_start: np.ndarray, word_len: np.ndarray, T: int, budgets: 
                 break
             if not free[w] or lens[w] > left:
                 continue
-            want = 1 if want_list is None else want_list[k]
-            k += 1
+            want = 1 if want_list is None else want_list[w]  # drawn at the start word
             sampled.append(want)
             s, e, j = starts[w], starts[w] + lens[w], w + 1
             left -= lens[w]
@@ -229,43 +319,45 @@ def _place_spans(word_start: np.ndarray, word_len: np.ndarray, T: int, budgets: 
 
 
 def _choose_spans(word_starts: np.ndarray, special: np.ndarray, budgets: np.ndarray,
-                  config: MaskingConfig, rng: np.random.Generator
+                  config: MaskingConfig, keys: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Sorted, disjoint flat spans [s, e) of the targets and the sampled span lengths."""
     B, T = special.shape
     if config.scheme == "token":
+        u = _uniform(keys, np.arange(B * T), T, _ORDER).reshape(B, T)
         if config.budget == "bernoulli":
-            chosen = (rng.random((B, T)) < config.mask_prob) & ~special
+            chosen = (u < config.mask_prob) & ~special
         else:
-            keys = np.where(special, 2.0, rng.random((B, T)))  # maskable first, random order
+            u[special] = 2.0  # maskable first, in random order
             chosen = np.zeros((B, T), dtype=bool)
-            np.put_along_axis(chosen, np.argsort(keys, axis=1), np.arange(T) < budgets[:, None], axis=1)
+            np.put_along_axis(chosen, np.argsort(u, axis=1), np.arange(T) < budgets[:, None], axis=1)
         s = np.flatnonzero(chosen)
         return s, s + 1, []
     word_start, word_len = _words(word_starts, special)
     if config.scheme == "whole_word" and config.budget == "bernoulli":
-        pick = rng.random(len(word_start)) < config.mask_prob
+        pick = _uniform(keys, word_start, T, _ORDER) < config.mask_prob
         return word_start[pick], word_start[pick] + word_len[pick], [1] * int(pick.sum())
     lengths = None
     if config.scheme == "span":  # at most one span per word
         cdf = np.cumsum(truncated_geometric_pmf(config.span_p, config.max_span_words))
-        lengths = 1 + np.minimum(np.searchsorted(cdf, rng.random(len(word_start)), side="right"),
-                                 config.max_span_words - 1)
-    s, e, span_lengths = _place_spans(word_start, word_len, T, budgets, lengths, rng)
+        lengths = 1 + np.minimum(np.searchsorted(cdf, _uniform(keys, word_start, T, _LENGTH),
+                                                 side="right"), config.max_span_words - 1)
+    s, e, span_lengths = _place_spans(word_start, word_len, T, budgets, lengths, keys)
     order = np.argsort(s)
     return s[order], e[order], span_lengths
 
 
-def _random_ids(n: int, config: MaskingConfig, rng: np.random.Generator, vocab_size: int,
+def _random_ids(u: np.ndarray, config: MaskingConfig, vocab_size: int,
                 excluded: np.ndarray, unigram_probs: np.ndarray | None) -> np.ndarray:
-    """``n`` replacement ids, never a special id nor [MASK]."""
+    """A replacement id for each uniform in ``u``, never a special id nor [MASK]."""
+    n = len(u)
     if config.random_source == "uniform":
         n_allowed = vocab_size - len(excluded)
         if n and n_allowed <= 0:
             raise MaskedLMError("masking: no non-special id left to draw random replacements from")
         # The r-th allowed id is r plus the number of excluded ids at or below it
         # (``excluded`` is sorted and unique), so no vocabulary-sized array is built.
-        r = rng.integers(max(n_allowed, 1), size=n)
+        r = np.minimum((u * n_allowed).astype(np.int64), max(n_allowed, 1) - 1)
         return r + np.searchsorted(excluded - np.arange(len(excluded)), r, side="right")
     if unigram_probs is None or np.shape(unigram_probs) != (vocab_size,):
         raise MaskedLMError(f"masking: random_source='unigram' needs unigram_probs of shape ({vocab_size},)")
@@ -277,19 +369,21 @@ def _random_ids(n: int, config: MaskingConfig, rng: np.random.Generator, vocab_s
     if n and cdf[-1] <= 0:
         raise MaskedLMError("masking: unigram_probs has no mass outside the special ids")
     # side="right" never lands on a zero-probability id.
-    ids = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
+    ids = np.searchsorted(cdf, u * cdf[-1], side="right")
     return np.minimum(ids, vocab_size - 1).astype(np.int64)
 
 
 def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarray,
-               config: MaskingConfig, rng: np.random.Generator, *, vocab_size: int,
+               config: MaskingConfig, rng: np.random.Generator | np.ndarray, *, vocab_size: int,
                mask_id: int, special_ids: Sequence[int] = (),
                unigram_probs: np.ndarray | None = None) -> MaskedBatch:
     """Choose targets, replace them 80/10/10 and build MLM labels and SBO targets.
 
     ``input_ids`` (B, T) int, ``word_starts`` (B, T) bool (True where a token begins a
     word), ``special`` (B, T) bool (True at [CLS], [SEP], [PAD]; never masked; column 0
-    and column T-1 must be special). All randomness comes from ``rng``.
+    and column T-1 must be special). All randomness comes from ``rng``: a (B,) uint64
+    array of per-row keys (:func:`sequence_keys`; row r's masking then depends on
+    ``rng[r]`` and row r only), or a ``np.random.Generator`` that draws them.
 
     >>> ids = np.array([[2, 10, 11, 12, 13, 3, 0]])
     >>> starts = np.array([[1, 1, 0, 1, 1, 1, 1]], dtype=bool)
@@ -312,13 +406,23 @@ def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarr
     if B and T and not (special[:, 0].all() and special[:, -1].all()):
         raise MaskedLMError("masking: every sequence must start and end with a special token "
                             "([CLS] ... [SEP] or [PAD]) so that spans have boundaries")
+    if isinstance(rng, np.random.Generator):
+        keys = rng.integers(0, 2**64, size=B, dtype=np.uint64)
+    else:
+        keys = np.asarray(rng)
+        if keys.shape != (B,) or keys.dtype != np.uint64:
+            raise MaskedLMError(f"masking: keys must be a ({B},) uint64 array, got "
+                                f"{keys.shape} {keys.dtype}")
     n_maskable = (~special).sum(axis=1)  # (B,)
     if config.budget == "exact":
         # ceil as in SpanBERT's code; the epsilon keeps 0.15 * 20 from rounding up to 4.
         budgets = np.ceil(config.mask_prob * n_maskable - 1e-9).astype(np.int64)
-    else:
-        budgets = rng.binomial(n_maskable, config.mask_prob)
-    s, e, span_lengths = _choose_spans(word_starts, special, budgets, config, rng)
+    elif config.scheme == "span":  # Binomial(n_maskable, p): one Bernoulli per maskable token
+        u = _uniform(keys, np.arange(B * T), T, _BUDGET).reshape(B, T)
+        budgets = ((u < config.mask_prob) & ~special).sum(axis=1)
+    else:  # token and whole_word draw each unit on its own: no budget
+        budgets = n_maskable
+    s, e, span_lengths = _choose_spans(word_starts, special, budgets, config, keys)
     if config.merge_adjacent and len(s):
         new = np.ones(len(s), dtype=bool)
         new[1:] = s[1:] != e[:-1]  # spans are disjoint, so only touching ones merge
@@ -329,7 +433,7 @@ def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarr
     target = np.repeat(s, lens) + offset
     row_base = np.repeat((s // T) * T, lens)
     # 80/10/10 per span for SpanBERT (Joshi et al. 2020), per token otherwise (Devlin et al. 2019).
-    unit = rng.random(len(s) if config.scheme == "span" else len(target))  # one draw per unit
+    unit = _uniform(keys, s if config.scheme == "span" else target, T, _REPLACE)  # one per unit
     u = np.repeat(unit, lens) if config.scheme == "span" else unit
     is_mask = u < config.mask_ratio
     is_random = ~is_mask & (u < config.mask_ratio + config.random_ratio)
@@ -341,8 +445,8 @@ def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarr
     labels = np.full(B * T, IGNORE_INDEX, dtype=np.int64)
     labels[target] = flat_ids[target]
     flat_ids[target[is_mask]] = mask_id
-    flat_ids[target[is_random]] = _random_ids(int(is_random.sum()), config, rng, vocab_size,
-                                              excluded, unigram_probs)
+    flat_ids[target[is_random]] = _random_ids(_uniform(keys, target[is_random], T, _RANDOM_ID),
+                                              config, vocab_size, excluded, unigram_probs)
     sbo = np.zeros((3, B * T), dtype=np.int64)
     sbo[0, target] = np.repeat(s, lens) - 1 - row_base
     sbo[1, target] = np.repeat(e, lens) - row_base
@@ -357,7 +461,8 @@ def mask_batch(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarr
 
 
 def mask_sequence(input_ids: np.ndarray, word_starts: np.ndarray, special: np.ndarray,
-                  config: MaskingConfig, rng: np.random.Generator, **kwargs: Any) -> MaskedBatch:
+                  config: MaskingConfig, rng: np.random.Generator | np.ndarray,
+                  **kwargs: Any) -> MaskedBatch:
     """:func:`mask_batch` for one (T,) sequence; the result keeps a batch axis of 1.
 
     >>> ids = np.array([2, 10, 11, 3])

@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 
 from maskedlm.data.instances import RECIPES, build_instances, check_seq_len
-from maskedlm.data.masking import mask_batch, recipe_masking, replacement_shares
+from maskedlm.data.masking import (
+    mask_batch,
+    masked_span_words,
+    recipe_masking,
+    replacement_shares,
+)
 from maskedlm.data.shards import ShardSet
 from maskedlm.errors import MaskedLMError
 
@@ -38,7 +43,7 @@ def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = Fals
     total = min(len(inst), max(n, sequences))
     order = rng.permutation(len(inst))[:total]
     unigram = shards.unigram_probs() if cfg.random_source == "unigram" else None
-    examples, hist = [], Counter()
+    examples, drawn, realized = [], Counter(), Counter()
     reps: Counter = Counter()
     masked = maskable = 0
     for start in range(0, total, 64):
@@ -47,7 +52,13 @@ def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = Fals
         m = mask_batch(b["input_ids"], b["word_starts"], b["special"], cfg, rng,
                        vocab_size=tok.vocab_size, mask_id=tok.mask_id,
                        special_ids=sorted(tok.special_ids), unigram_probs=unigram)
-        hist.update(m.span_lengths)
+        drawn.update(m.span_lengths)
+        if cfg.scheme == "token":  # a target token need not start a word: count tokens
+            first = (m.labels != -100) & (m.sbo_pos == 0)
+            realized.update((m.sbo_right - m.sbo_left - 1)[first].tolist())
+        else:
+            realized.update(masked_span_words(m.labels, b["word_starts"], b["special"],
+                                              m.sbo_left, m.sbo_right).tolist())
         reps.update(m.replacement_counts)
         masked += m.n_masked
         maskable += m.n_maskable
@@ -61,10 +72,23 @@ def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = Fals
             examples.append({"original": _show(tok, orig, target),
                              "masked": _show(tok, new, target)})
     stats = {"masked_fraction": masked / max(maskable, 1),
-             "span_length_histogram": {str(k): hist[k] for k in sorted(hist)},
+             "spans": {"unit": "tokens" if cfg.scheme == "token" else "words",
+                       "drawn": _length_stats(drawn, "span lengths as sampled, before truncation "
+                                              "and merging (span scheme only)"),
+                       "masked": _length_stats(realized, "spans as masked, one per SBO boundary "
+                                               "pair (touching spans count once when merged)")},
              "replacement": replacement_shares(reps), "sequences": total,
              "scheme": cfg.scheme}
     return {"examples": examples, "stats": stats}
+
+
+def _length_stats(hist: Counter, what: str) -> dict[str, Any]:
+    """Mean, share of lengths >= 2 and histogram of span lengths."""
+    n = sum(hist.values())
+    return {"what": what, "spans": n,
+            "mean": sum(k * v for k, v in hist.items()) / n if n else None,
+            "share_2_or_more": sum(v for k, v in hist.items() if k >= 2) / n if n else None,
+            "histogram": {str(k): hist[k] for k in sorted(hist)}}
 
 
 def _show(tok, ids: np.ndarray, target: np.ndarray) -> str:
