@@ -57,6 +57,7 @@ class Tokenizer:
         self.cls_id, self.sep_id, self.mask_id = ids["cls"], ids["sep"], ids["mask"]
         self.special_ids: frozenset[int] = frozenset(ids.values())
         self.vocab_size: int = hf.get_vocab_size(with_added_tokens=True)
+        self._continuation: np.ndarray | None = _continuation_table(hf, self.vocab_size)
 
     @property
     def hf(self) -> HFTokenizer:
@@ -83,8 +84,21 @@ class Tokenizer:
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch-encode and concatenate: (ids int64, word_starts bool, lengths int64).
 
-        The fast path for data preparation (one array per batch, not per text).
+        The fast path for data preparation (one array per batch, not per text). With
+        BERT's pre-tokenizer and WordPiece a piece continues a word exactly when it carries
+        the ``##`` prefix, so word starts come from a vocabulary table instead of
+        per-token ``word_ids`` (a fifth of the encoding time).
         """
+        if self._continuation is not None:
+            fast = getattr(self._hf, "encode_batch_fast", self._hf.encode_batch)
+            encodings = fast(list(texts), add_special_tokens=False)
+            lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+            n = int(lengths.sum())
+            ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings),
+                              dtype=np.int64, count=n)
+            starts = ~self._continuation[ids]
+            starts[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+            return ids, starts, lengths
         encodings = self._hf.encode_batch(list(texts), add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         n = int(lengths.sum())
@@ -224,6 +238,24 @@ class Tokenizer:
             return cls(hf, lowercase=lowercase, special=special)
         except MaskedLMError as e:
             raise MaskedLMError(f"{file}: {e}") from None
+
+
+def _continuation_table(hf: HFTokenizer, vocab_size: int) -> np.ndarray | None:
+    """Bool (vocab_size,): True for the pieces that continue a word (``##ing``), when the
+    pipeline is BERT's pre-tokenizer with WordPiece; None for any other pipeline.
+
+    Punctuation is a word of its own under BertPreTokenizer, so no word can begin with the
+    prefix: a prefixed piece never starts a word and an unprefixed one always does."""
+    config = json.loads(hf.to_str())
+    model, pre = config.get("model") or {}, config.get("pre_tokenizer") or {}
+    if model.get("type") != "WordPiece" or pre.get("type") != "BertPreTokenizer":
+        return None
+    prefix = model.get("continuing_subword_prefix") or "##"
+    table = np.zeros(vocab_size, dtype=bool)
+    for token, i in hf.get_vocab(with_added_tokens=True).items():
+        if token.startswith(prefix) and len(token) > len(prefix) and i < vocab_size:
+            table[i] = True
+    return table
 
 
 def _first_line(e: BaseException) -> str:
