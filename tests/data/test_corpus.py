@@ -375,3 +375,21 @@ def test_stdlib_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
     write_stdlib_corpus(path)  # same content: the file (and its mtime) is kept
     assert path.stat().st_mtime_ns == mtime - 10**9
     assert list(iter_documents([path]))[:3] == list(islice(stdlib_corpus(), 3))
+
+
+def test_tokenizer_sample_spreads_over_every_file_and_is_seeded(tmp_path: Path) -> None:
+    """A corpus larger than ``sample_bytes`` is sampled document by document in every file
+    (not the first files read whole), the same documents for the same seed."""
+    for i in range(4):
+        write_txt(tmp_path / f"part{i}.txt", make_documents(150, seed=i, tag=f"f{i}x"))
+    size = sum(p.stat().st_size for p in tmp_path.glob("*.txt"))
+    whole = list(iter_corpus_documents([str(tmp_path)], sample_bytes=size))
+    assert len(whole) == 600
+    sample = list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=1))
+    per_file = Counter(doc[0].split("x")[0] for doc in sample)
+    assert sorted(per_file) == ["F0", "F1", "F2", "F3"]
+    assert all(15 <= n <= 60 for n in per_file.values()), per_file  # ~37.5 each
+    assert 100 <= len(sample) <= 200  # ~150 of 600 (binomial sd ~11)
+    assert sample == list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=1))
+    assert sample != list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=2))
+    assert all(doc in whole for doc in sample)

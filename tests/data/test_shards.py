@@ -462,3 +462,27 @@ def test_text_field_is_read_and_keys_the_cache(setup: dict[str, Path], tmp_path:
     tok = Tokenizer.load(setup["tok"])
     decoded = tok.decode(ShardSet.load(body).tokens("train"))
     assert "cat sat on the mat" in decoded and "dog" not in decoded
+
+
+def test_cli_tokenizer_and_prepare_read_web_formats(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`tokenizer train` and `prepare --workers 2 --text-field` on a folder of parquet,
+    .jsonl.zst, .txt.gz and .txt; a bad file is one line and exit 2."""
+    from maskedlm.cli import main
+
+    corpus = _mixed_corpus(tmp_path / "corpus", n_files=4)
+    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300",
+                 "--sample-mb", "0.004", "--out", str(tmp_path / "tok")]) == 0
+    assert main(["prepare", "--corpus", str(corpus), "--tokenizer", str(tmp_path / "tok"),
+                 "--out", str(tmp_path / "shards"), "--workers", "2", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["train_tokens"] > 1000
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"content": ["A cat."]}), corpus / "zz.parquet")
+    assert main(["prepare", "--corpus", str(corpus), "--tokenizer", str(tmp_path / "tok"),
+                 "--out", str(tmp_path / "shards"), "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "zz.parquet: no column 'text'" in err[0]
+    assert not list((tmp_path / "shards").glob(".*"))  # no temp or work folder left

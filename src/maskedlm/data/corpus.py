@@ -40,7 +40,7 @@ import json
 import os
 import re
 import sysconfig
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -54,6 +54,9 @@ COMPRESSIONS = ("", ".gz", ".zst")
 TEXT_SUFFIXES = tuple(b + c for b in (".txt", ".jsonl", ".json") for c in COMPRESSIONS) + (
     ".parquet",
 )
+# `tokenizer train` reads at most about this much of a corpus (bytes on disk): a vocabulary
+# is settled long before (BERT's 30k WordPiece came from a sample of its corpus too)
+TOKENIZER_SAMPLE_BYTES = 1e9
 PARQUET_BATCH_ROWS = 1024  # rows per record batch: a few MB of web text at most
 _ZST_CHUNK = 1 << 20  # compressed bytes read at a time
 
@@ -244,36 +247,57 @@ def _is_heading(line: str) -> bool:
     return len(s) >= 5 and s.startswith("= ") and s.endswith(" =")
 
 
-def _iter_txt(path: Path, one_doc_per_line: bool) -> Iterator[list[str]]:
-    doc: list[str] = []
+Take = Callable[[], bool]  # the sampling decision for the next document
+
+
+def _take_all() -> bool:
+    return True
+
+
+def _sampler(keep: float, seed: int, index: int) -> Take:
+    """Keep each document with probability ``keep``, drawn from a generator of its own file
+    (seed, file index), so a sample does not depend on what else is read."""
+    if keep >= 1.0:
+        return _take_all
+    rng = np.random.default_rng([seed, index])
+    return lambda: bool(rng.random() < keep)
+
+
+def _txt_sentences(line: str) -> list[str]:
+    return split_sentences(line.strip().strip("=") if _is_heading(line) else line)
+
+
+def _iter_txt(path: Path, one_doc_per_line: bool, take: Take = _take_all) -> Iterator[list[str]]:
+    lines: list[str] = []  # the raw lines of the document being read: split once taken
     only_headings = True
     for _, line in _iter_lines(path):
         if one_doc_per_line:
-            sentences = split_sentences(line)
-            if sentences:
-                yield sentences
+            if line.strip() and take():
+                sentences = split_sentences(line)
+                if sentences:
+                    yield sentences
             continue
         if not line.strip():
-            if doc and not only_headings:
-                yield doc
-                doc, only_headings = [], True
+            if lines and not only_headings:
+                if take():
+                    yield [s for ln in lines for s in _txt_sentences(ln)]
+                lines, only_headings = [], True
             continue
-        if _is_heading(line):
-            doc.extend(split_sentences(line.strip().strip("=")))
-        else:
-            doc.extend(split_sentences(line))
-            only_headings = False
-    if doc:
-        yield doc
+        lines.append(line)
+        only_headings = only_headings and _is_heading(line)
+    if lines and take():
+        doc = [s for ln in lines for s in _txt_sentences(ln)]
+        if doc:
+            yield doc
 
 
 def _text_document(text: str) -> list[str]:
     return [s for para in text.split("\n") for s in split_sentences(para)]
 
 
-def _iter_jsonl(path: Path, text_field: str) -> Iterator[list[str]]:
+def _iter_jsonl(path: Path, text_field: str, take: Take = _take_all) -> Iterator[list[str]]:
     for lineno, line in _iter_lines(path):
-        if not line.strip():
+        if not line.strip() or not take():
             continue
         try:
             record = json.loads(line)
@@ -293,7 +317,7 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[list[str]]:
             yield doc
 
 
-def _iter_parquet(path: Path, text_field: str) -> Iterator[list[str]]:
+def _iter_parquet(path: Path, text_field: str, take: Take = _take_all) -> Iterator[list[str]]:
     """One document per row of ``text_field``, read in record batches of
     :data:`PARQUET_BATCH_ROWS` rows (only that column is read)."""
     import pyarrow as pa
@@ -320,6 +344,8 @@ def _iter_parquet(path: Path, text_field: str) -> Iterator[list[str]]:
                 first = row + int(pa.compute.index(column.is_null(), True).as_py()) + 1
                 raise MaskedLMError(f"{path}: row {first}: {text_field!r} is null")
             for text in column.to_pylist():
+                if not take():
+                    continue
                 doc = _text_document(text)
                 if doc:
                     yield doc
@@ -333,9 +359,15 @@ def _first_line(e: BaseException) -> str:
 
 
 def iter_file_documents(
-    path: str | os.PathLike[str], *, one_doc_per_line: bool = False, text_field: str = "text"
+    path: str | os.PathLike[str],
+    *,
+    one_doc_per_line: bool = False,
+    text_field: str = "text",
+    take: Take = _take_all,
 ) -> Iterator[list[str]]:
     """The documents of one corpus file, in file order, by its :func:`file_format`.
+
+    ``take`` decides, before a document is parsed and split, whether it is kept (sampling).
 
     >>> next(iter_file_documents("fineweb/000_00000.parquet"))[:1]  # doctest: +SKIP
     ['How AP reported in all formats from tornado-stricken regions.']
@@ -343,10 +375,10 @@ def iter_file_documents(
     p = Path(path)
     kind = file_format(p)
     if kind == "parquet":
-        return _iter_parquet(p, text_field)
+        return _iter_parquet(p, text_field, take)
     if kind == "jsonl":
-        return _iter_jsonl(p, text_field)
-    return _iter_txt(p, one_doc_per_line)
+        return _iter_jsonl(p, text_field, take)
+    return _iter_txt(p, one_doc_per_line, take)
 
 
 def iter_documents(
@@ -354,8 +386,13 @@ def iter_documents(
     *,
     one_doc_per_line: bool = False,
     text_field: str = "text",
+    keep: float = 1.0,
+    seed: int = 0,
 ) -> Iterator[list[str]]:
     """Stream the documents (lists of sentence units) of every file under ``paths``.
+
+    ``keep`` < 1 keeps each document with that probability, seeded per file by ``seed``
+    (the same sample on every pass).
 
     Path errors are raised at once; read errors and an empty corpus when iterated.
 
@@ -366,15 +403,17 @@ def iter_documents(
 
     def generate() -> Iterator[list[str]]:
         any_text = False
-        for path in files:
+        for index, path in enumerate(files):
             docs = iter_file_documents(
-                path, one_doc_per_line=one_doc_per_line, text_field=text_field
+                path, one_doc_per_line=one_doc_per_line, text_field=text_field,
+                take=_sampler(keep, seed, index),
             )
             for doc in docs:
                 any_text = True
                 yield doc
         if not any_text:
-            raise MaskedLMError(f"{files[0]}: empty corpus (no text in {len(files)} file(s))")
+            what = "no text" if keep >= 1.0 else f"no document sampled at {keep:.2g}"
+            raise MaskedLMError(f"{files[0]}: empty corpus ({what} in {len(files)} file(s))")
 
     return generate()
 
@@ -384,13 +423,16 @@ def count_documents(
     *,
     one_doc_per_line: bool = False,
     text_field: str = "text",
+    keep: float = 1.0,
+    seed: int = 0,
 ) -> np.ndarray:
     """Sentence units per document, in corpus order (int64), by a streaming pass.
 
     >>> count_documents(["corpus.txt"]).sum()  # doctest: +SKIP
     12345
     """
-    docs = iter_documents(paths, one_doc_per_line=one_doc_per_line, text_field=text_field)
+    docs = iter_documents(paths, one_doc_per_line=one_doc_per_line, text_field=text_field,
+                          keep=keep, seed=seed)
     counts = [len(doc) for doc in docs]
     return np.asarray(counts, dtype=np.int64)
 
@@ -517,13 +559,16 @@ def _iter_language(
     one_doc_per_line: bool,
     held_out: frozenset[int],
     text_field: str = "text",
+    keep_docs: float = 1.0,
+    sample_seed: int = 0,
 ) -> Iterator[CorpusDocument]:
     # Pass k keeps each training document with probability min(1, rate - k): whole passes
     # repeat a small language, the last pass (or the only one) subsamples.
     passes = max(1, int(np.ceil(rate)))
     for k in range(passes):
         keep = min(1.0, rate - k)
-        docs = iter_documents(paths, one_doc_per_line=one_doc_per_line, text_field=text_field)
+        docs = iter_documents(paths, one_doc_per_line=one_doc_per_line, text_field=text_field,
+                              keep=keep_docs, seed=sample_seed)
         for index, doc in enumerate(docs):
             if index in held_out:
                 if k == 0:
@@ -540,6 +585,8 @@ def iter_multilingual_documents(
     one_doc_per_line: bool = False,
     held_out: Mapping[str, Sequence[int]] | None = None,
     text_field: str = "text",
+    keep_docs: float = 1.0,
+    sample_seed: int = 0,
 ) -> Iterator[CorpusDocument]:
     """Sample documents of every language following ``plan``, languages interleaved.
 
@@ -555,7 +602,7 @@ def iter_multilingual_documents(
     streams = {
         lang: _iter_language(
             lang, paths, plan.rate(lang), rng, one_doc_per_line,
-            frozenset(held_out.get(lang, ())), text_field,
+            frozenset(held_out.get(lang, ())), text_field, keep_docs, sample_seed,
         )
         for lang, paths in corpora.items()
     }
@@ -585,22 +632,28 @@ def iter_corpus_documents(
     one_doc_per_line: bool = False,
     total_sentences: int | None = None,
     text_field: str = "text",
+    sample_bytes: float | None = TOKENIZER_SAMPLE_BYTES,
 ) -> Iterator[list[str]]:
     """Documents of a corpus, languages resampled by ``alpha`` when there are several.
 
     The stream to train a tokenizer on (XLM-R trains its vocabulary on the same smoothed
     language distribution, Conneau et al. 2020). One language: the corpus as it is.
+    A corpus larger than ``sample_bytes`` on disk is sampled: each document is kept with
+    probability ``sample_bytes / size on disk``, seeded by ``seed`` per file, so the sample
+    spreads over every file (compressed files give a few times more text than their size).
 
     >>> corpora = parse_corpus_args(["en=en.txt", "wo=wo.txt"])
     >>> docs = iter_corpus_documents(corpora, alpha=0.3)  # doctest: +SKIP
     """
     if not isinstance(corpora, Mapping):
         corpora = {"": list(corpora)}
+    files = {g: resolve_files(p) for g, p in corpora.items()}
+    size = sum(f.stat().st_size for paths in files.values() for f in paths)
+    keep = 1.0 if sample_bytes is None or size <= sample_bytes else sample_bytes / size
+    common = {"one_doc_per_line": one_doc_per_line, "text_field": text_field}
     if len(corpora) == 1 and total_sentences is None:
-        return iter_documents(next(iter(corpora.values())), one_doc_per_line=one_doc_per_line,
-                              text_field=text_field)
-    counts = {g: count_documents(p, one_doc_per_line=one_doc_per_line, text_field=text_field)
-              for g, p in corpora.items()}
+        return iter_documents(next(iter(files.values())), **common, keep=keep, seed=seed)
+    counts = {g: count_documents(p, **common, keep=keep, seed=seed) for g, p in files.items()}
     plan = plan_languages(
         {g: int(c.sum()) for g, c in counts.items()},
         alpha,
@@ -608,8 +661,8 @@ def iter_corpus_documents(
         documents={g: len(c) for g, c in counts.items()},
     )
     rng = np.random.default_rng(seed)
-    docs = iter_multilingual_documents(corpora, plan, rng, one_doc_per_line=one_doc_per_line,
-                                       text_field=text_field)
+    docs = iter_multilingual_documents(files, plan, rng, **common, keep_docs=keep,
+                                       sample_seed=seed)
     return (doc.sentences for doc in docs)
 
 
