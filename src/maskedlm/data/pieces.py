@@ -64,7 +64,8 @@ def read_piece_info(work: str | os.PathLike[str], index: int, path: str) -> dict
         info = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if info.get("version") != PIECE_VERSION or info.get("path") != path:
+    if (info.get("version") != PIECE_VERSION or info.get("path") != path
+            or info.get("index") != index):
         return None
     return dict(info)
 
@@ -114,7 +115,8 @@ def tokenize_piece(job: PieceJob) -> dict[str, Any]:
                     texts, doc_sizes = [], []
             writer.write(tok, specials, texts, doc_sizes)
         st = os.stat(job.path)
-        info = {"version": PIECE_VERSION, "path": job.path, "size": st.st_size,
+        info = {"version": PIECE_VERSION, "index": job.index, "path": job.path,
+                "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns, **writer.counts()}
         (tmp / PIECE_FILE).write_text(json.dumps(info) + "\n", encoding="utf-8")
         try:

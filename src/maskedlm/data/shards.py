@@ -116,7 +116,8 @@ def prepare_shards(
     per language) are held out for validation. A multilingual corpus is resampled with
     ``alpha`` (see :func:`maskedlm.data.corpus.plan_languages`). ``workers`` processes
     (default: the cores available, at most one per file) tokenize the files; the result
-    does not depend on their number.
+    does not depend on their number. The workers are spawned, so a script that calls this
+    with more than one file and worker needs the ``if __name__ == "__main__":`` guard.
 
     >>> path = prepare_shards(["data/train.txt"], "runs/tok", "runs/shards")  # doctest: +SKIP
     >>> ShardSet.load(path).meta["splits"]["train"]["tokens"]  # doctest: +SKIP
@@ -319,7 +320,7 @@ def _tokenize_pieces(
             done = pool.imap_unordered(tokenize_piece, todo)
         try:
             for info in done:
-                infos[paths.index(info["path"])] = info
+                infos[info["index"]] = info
                 bar.update(round(info["size"] / 1e6, 1))
         finally:
             if pool is not None:
