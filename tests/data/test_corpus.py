@@ -381,8 +381,12 @@ def test_tokenizer_sample_spreads_over_every_file_and_is_seeded(tmp_path: Path) 
     """A corpus larger than ``sample_bytes`` is sampled document by document in every file
     (not the first files read whole), the same documents for the same seed."""
     for i in range(4):
-        write_txt(tmp_path / f"part{i}.txt", make_documents(150, seed=i, tag=f"f{i}x"))
-    size = sum(p.stat().st_size for p in tmp_path.glob("*.txt"))
+        docs = make_documents(150, seed=i, tag=f"f{i}x")
+        if i < 2:
+            write_txt(tmp_path / f"part{i}.txt", docs)
+        else:
+            write_parquet(tmp_path / f"part{i}.parquet", [" ".join(d) for d in docs])
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
     whole = list(iter_corpus_documents([str(tmp_path)], sample_bytes=size))
     assert len(whole) == 600
     sample = list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=1))

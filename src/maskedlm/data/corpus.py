@@ -343,9 +343,10 @@ def _iter_parquet(path: Path, text_field: str, take: Take = _take_all) -> Iterat
             if column.null_count:
                 first = row + int(pa.compute.index(column.is_null(), True).as_py()) + 1
                 raise MaskedLMError(f"{path}: row {first}: {text_field!r} is null")
-            for text in column.to_pylist():
-                if not take():
-                    continue
+            # sampling: only the rows taken become Python strings
+            texts = (column.to_pylist() if take is _take_all
+                     else [column[i].as_py() for i in range(len(column)) if take()])
+            for text in texts:
                 doc = _text_document(text)
                 if doc:
                     yield doc
