@@ -316,7 +316,10 @@ def _tokenize_pieces(
             pool = None
         else:
             # spawn, not fork: the parent may hold torch or tokenizers threads
-            pool = multiprocessing.get_context("spawn").Pool(n, initializer=worker_init)
+            # a fresh worker every 16 files: allocator fragmentation cannot add up on a
+            # corpus of thousands of files
+            pool = multiprocessing.get_context("spawn").Pool(n, initializer=worker_init,
+                                                             maxtasksperchild=16)
             done = pool.imap_unordered(tokenize_piece, todo)
         try:
             for info in done:
