@@ -3,6 +3,7 @@
     python benchmarks/run.py                          # every case (about 15 minutes on 2 cores)
     python benchmarks/run.py --cases pretrain --sizes tiny,mini --repeats 5
     python benchmarks/run.py --device cuda --precision bf16
+    python benchmarks/run.py --cases prepare --prepare-mb 100   # `prepare` vs HF datasets
 
 Every measurement runs in a fresh child process (so peak memory is its own and one
 side's allocator state cannot slow the other), with the same model configuration,
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cases import datapath, encode, finetune, masking, matmul, onnx, pretrain
+from cases import prepare as prepare_case
 from cases.common import BATCH, DEFAULT_DATA, fail, pretrain_shards
 
 CHILDREN = {"matmul": matmul.child_matmul,
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="matmul,pretrain,spanbert,masking,encode,onnx,finetune",
                     help="comma-separated subset of matmul,pretrain,spanbert,masking,encode,onnx,"
                          "finetune, and modernbert,encode_modernbert (ModernBERT against "
-                         "transformers' ModernBert), datapath (pretraining batches, no model)")
+                         "transformers' ModernBert), datapath (pretraining batches, no model), "
+                         "prepare (`prepare` against HF datasets)")
     ap.add_argument("--sizes", default="tiny,mini,small,base", help="pretraining presets")
     ap.add_argument("--repeats", type=int, default=3, help="timed windows per measurement")
     ap.add_argument("--steps", type=int, default=3, help="steps per timed window")
@@ -153,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    ap.add_argument("--prepare-mb", type=float, default=100.0,
+                    help="prepare case: MB of text in the generated parquet corpus")
     args = ap.parse_args(argv)
     if args.child:
         child_main(args.child)
@@ -166,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         fail("--repeats and --steps must be >= 1")
     if not args.data_root.is_dir():
         fail(f"{args.data_root}: no data folder (pass --data-root ../shared/data)")
+    if "prepare" in args.cases:  # no torch: data preparation only, workers = --threads
+        for row in prepare_case.measure(args.data_root, args.prepare_mb, args.threads,
+                                        ["parquet"], peer=True, keep=False):
+            emit(row, args.out)
+        args.cases.remove("prepare")
+        if not args.cases:
+            return 0
     import torch
     import transformers
     device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")

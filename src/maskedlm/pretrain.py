@@ -93,6 +93,7 @@ class PretrainOptions:
     vocab_size: int = 30000
     uncased: bool = False
     one_doc_per_line: bool = False
+    text_field: str = "text"  # parquet column / JSON key of the text
     alpha: float = 0.3
     seq_len: int = 128
     whole_word: bool = False
@@ -168,13 +169,16 @@ def resolve_data(opts: PretrainOptions, di: DistInfo) -> ShardSet:
         tok_dir = str(work / "tokenizer")
         if di.is_main and not (Path(tok_dir) / "tokenizer.json").is_file():
             from maskedlm.data.corpus import iter_corpus_documents
-            tok = train_tokenizer(iter_corpus_documents(corpus, alpha=opts.alpha, seed=opts.train.seed),
+            tok = train_tokenizer(lambda: iter_corpus_documents(corpus, alpha=opts.alpha,
+                                                                seed=opts.train.seed,
+                                                                text_field=opts.text_field),
                                   vocab_size=opts.vocab_size, lowercase=opts.uncased,
                                   show_progress=opts.train.progress)
             tok.save(tok_dir)
     _barrier(di)
     if di.is_main:
         prepare_shards(corpus, tok_dir, work / "shards", one_doc_per_line=opts.one_doc_per_line,
+                       text_field=opts.text_field,
                        alpha=opts.alpha, seed=opts.train.seed, show_progress=opts.train.progress)
     _barrier(di)
     return ShardSet.load(work / "shards")
@@ -357,5 +361,5 @@ def unigram_baseline(run: str | Path) -> tuple[str, float]:
     tok = Tokenizer.load(run / "checkpoint")
     probs[list(tok.special_ids)] = 0.0
     probs /= max(probs.sum(), 1e-12)
-    top = int(np.argmax(probs))
+    top = int(probs.argmax())
     return tok.convert_ids_to_tokens([top])[0], float(probs[top])

@@ -111,6 +111,61 @@ def test_jsonl_paragraphs_become_sentences(tmp_path: Path) -> None:
     assert list(iter_documents([path])) == [["One.", "Two.", "Three."]]
 
 
+def write_parquet(path: Path, texts: list, column: str = "text", **extra: list) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({column: texts, **extra}), path, row_group_size=3)
+    return path
+
+
+def write_jsonl_zst(path: Path, records: list[dict], frames: int = 1) -> Path:
+    import zstandard
+
+    lines = [json.dumps(r) + "\n" for r in records]
+    step = -(-len(lines) // frames)
+    cctx = zstandard.ZstdCompressor()
+    path.write_bytes(b"".join(cctx.compress("".join(lines[i:i + step]).encode())
+                              for i in range(0, len(lines), step)))
+    return path
+
+
+def test_parquet_zst_json_gz_mixed_in_a_folder(tmp_path: Path) -> None:
+    """Every web-corpus format read in one folder, in sorted path order, with the text
+    column or key named by ``text_field``; a multi-frame .zst reads whole."""
+    import zstandard
+
+    docs = make_documents(14)
+    folder = tmp_path / "web"
+    folder.mkdir()
+    joined = [" ".join(d) for d in docs]
+    write_parquet(folder / "a.parquet", joined[:7], column="content", id=list(range(7)))
+    write_jsonl_zst(folder / "b.jsonl.zst", [{"content": t} for t in joined[7:10]], frames=2)
+    with gzip.open(folder / "c.json.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps({"content": t}) + "\n" for t in joined[10:12])
+    (folder / "d.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(
+        "".join("\n".join(d) + "\n\n" for d in docs[12:]).encode()))
+    got = list(iter_documents([folder], text_field="content"))
+    assert got == docs
+    assert list(iter_documents([str(folder / "*.parquet")], text_field="content")) == docs[:7]
+
+
+def test_culturax_style_language_folders(tmp_path: Path) -> None:
+    """``fr=dir/ de=dir/`` of parquet files go through the alpha sampling."""
+    for lang, n in (("fr", 40), ("de", 4)):
+        (tmp_path / lang).mkdir()
+        for part in range(2):
+            docs = make_documents(n // 2, seed=part, tag=f"{lang}{part}")
+            write_parquet(tmp_path / lang / f"part-{part}.parquet", [" ".join(d) for d in docs])
+    corpora = parse_corpus_args([f"fr={tmp_path / 'fr'}/", f"de={tmp_path / 'de'}/"])
+    assert sorted(corpora) == ["de", "fr"]
+    got = list(iter_corpus_documents(corpora, alpha=0.0, seed=0))
+    de = sum(doc[0].lower().startswith("de") for doc in got)
+    fr = sum(doc[0].lower().startswith("fr") for doc in got)
+    # alpha = 0: uniform over languages, so German (a tenth of the text) is upsampled to ~half
+    assert de > 4 and abs(de - fr) < 0.35 * (de + fr)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -127,6 +182,39 @@ def test_jsonl_missing_text_field(tmp_path: Path) -> None:
     path.write_text('{"text": "Fine."}\n{"body": "x"}\n', encoding="utf-8")
     with pytest.raises(MaskedLMError, match=r"bad\.jsonl:2: field 'text'"):
         list(iter_documents([path]))
+
+
+def test_bad_records_are_refused_naming_file_and_row(tmp_path: Path) -> None:
+    """Null, non-string or missing text is refused (not skipped) with the file and row/line;
+    so is a parquet file without the column and a truncated .zst."""
+    write_parquet(tmp_path / "nulls.parquet", ["Fine.", "Also fine.", "Three.", "Four.", None])
+    with pytest.raises(MaskedLMError, match=r"nulls\.parquet: row 5: 'text' is null"):
+        list(iter_documents([tmp_path / "nulls.parquet"]))
+    write_parquet(tmp_path / "other.parquet", ["Fine."], column="body")
+    with pytest.raises(MaskedLMError, match=r"other\.parquet: no column 'text' \(columns: body\)"):
+        list(iter_documents([tmp_path / "other.parquet"]))
+    write_parquet(tmp_path / "ints.parquet", [1, 2])
+    with pytest.raises(MaskedLMError, match=r"ints\.parquet: column 'text' holds int64"):
+        list(iter_documents([tmp_path / "ints.parquet"]))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(MaskedLMError, match=r"junk\.parquet: not a readable parquet file"):
+        list(iter_documents([tmp_path / "junk.parquet"]))
+    write_jsonl_zst(tmp_path / "n.jsonl.zst", [{"text": "Fine."}, {"text": None}, {"text": 3}])
+    with pytest.raises(MaskedLMError, match=r"n\.jsonl\.zst:2: field 'text' is null"):
+        list(iter_documents([tmp_path / "n.jsonl.zst"]))
+    records = [{"text": f"Document {i} is here."} for i in range(20_000)]
+    data = write_jsonl_zst(tmp_path / "whole.jsonl.zst", records).read_bytes()
+    assert len(list(iter_documents([tmp_path / "whole.jsonl.zst"]))) == 20_000
+    (tmp_path / "cut.jsonl.zst").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MaskedLMError, match=r"cut\.jsonl\.zst: truncated \.zst") as e:
+        list(iter_documents([tmp_path / "cut.jsonl.zst"]))
+    assert "\n" not in str(e.value)
+    with gzip.open(tmp_path / "whole.json.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    cut = (tmp_path / "whole.json.gz").read_bytes()
+    (tmp_path / "cut.json.gz").write_bytes(cut[: len(cut) // 2])
+    with pytest.raises(MaskedLMError, match=r"cut\.json\.gz: cannot read"):
+        list(iter_documents([tmp_path / "cut.json.gz"]))
 
 
 def test_binary_file_is_rejected(tmp_path: Path) -> None:
@@ -287,3 +375,25 @@ def test_stdlib_corpus_is_deterministic_and_cached(tmp_path: Path) -> None:
     write_stdlib_corpus(path)  # same content: the file (and its mtime) is kept
     assert path.stat().st_mtime_ns == mtime - 10**9
     assert list(iter_documents([path]))[:3] == list(islice(stdlib_corpus(), 3))
+
+
+def test_tokenizer_sample_spreads_over_every_file_and_is_seeded(tmp_path: Path) -> None:
+    """A corpus larger than ``sample_bytes`` is sampled document by document in every file
+    (not the first files read whole), the same documents for the same seed."""
+    for i in range(4):
+        docs = make_documents(150, seed=i, tag=f"f{i}x")
+        if i < 2:
+            write_txt(tmp_path / f"part{i}.txt", docs)
+        else:
+            write_parquet(tmp_path / f"part{i}.parquet", [" ".join(d) for d in docs])
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
+    whole = list(iter_corpus_documents([str(tmp_path)], sample_bytes=size))
+    assert len(whole) == 600
+    sample = list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=1))
+    per_file = Counter(doc[0].split("x")[0] for doc in sample)
+    assert sorted(per_file) == ["F0", "F1", "F2", "F3"]
+    assert all(15 <= n <= 60 for n in per_file.values()), per_file  # ~37.5 each
+    assert 100 <= len(sample) <= 200  # ~150 of 600 (binomial sd ~11)
+    assert sample == list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=1))
+    assert sample != list(iter_corpus_documents([str(tmp_path)], sample_bytes=size / 4, seed=2))
+    assert all(doc in whole for doc in sample)

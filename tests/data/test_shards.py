@@ -347,3 +347,142 @@ def test_leftovers_of_a_killed_run_are_replaced(setup: dict[str, Path], tmp_path
     again = prepare_shards([str(corpus)], setup["tok"], tmp_path / "out", show_progress=False)
     assert again == path and ShardSet.load(again).meta["splits"]["train"]["documents"] == 9
     assert [p.name for p in (tmp_path / "out").iterdir()] == [path.name]
+
+
+# ------------------------------------------------------------- parallel, resumable prepare
+
+
+def _mixed_corpus(folder: Path, n_files: int = 5, n_docs: int = 40) -> Path:
+    """Files of every format with documents of different sizes."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        text = write_corpus(folder / f"tmp{i}.txt", n_docs=n_docs * (1 + i % 3), seed=i,
+                            prefix=f"f{i}").read_text(encoding="utf-8")
+        (folder / f"tmp{i}.txt").unlink()
+        docs = [d for d in text.split("\n\n") if d.strip()]
+        kind = i % 4
+        if kind == 0:
+            (folder / f"{i:02d}.txt").write_text(text, encoding="utf-8")
+        elif kind == 1:
+            lines = "".join(json.dumps({"text": d}) + "\n" for d in docs)
+            (folder / f"{i:02d}.jsonl.zst").write_bytes(
+                zstandard.ZstdCompressor().compress(lines.encode()))
+        elif kind == 2:
+            pq.write_table(pa.table({"text": docs}), folder / f"{i:02d}.parquet",
+                           row_group_size=7)
+        else:
+            with gzip.open(folder / f"{i:02d}.txt.gz", "wt", encoding="utf-8") as f:
+                f.write(text)
+    return folder
+
+
+def _data_bytes(path: Path) -> dict[str, bytes]:
+    from maskedlm.data.shards import DATA_FILES
+
+    return {name: (path / name).read_bytes() for name in DATA_FILES}
+
+
+def test_shards_are_the_same_bytes_for_any_worker_count(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    """One process or three: the same shards, byte for byte (files finish out of order)."""
+    corpus = _mixed_corpus(tmp_path / "corpus", n_files=6)
+    one = prepare_shards([str(corpus)], setup["tok"], tmp_path / "one", workers=1,
+                         valid_fraction=0.05, show_progress=False)
+    three = prepare_shards([str(corpus)], setup["tok"], tmp_path / "three", workers=3,
+                           valid_fraction=0.05, show_progress=False)
+    assert one.name == three.name  # the worker count is not part of the cache key
+    assert _data_bytes(one) == _data_bytes(three)
+    shards = ShardSet.load(three)
+    n_docs = sum(shards.meta["splits"][s]["documents"] for s in SPLITS)
+    assert n_docs == len(list(iter_documents([corpus])))
+    assert [p.name for p in (tmp_path / "three").iterdir()] == [three.name]  # no work left
+
+
+def test_killed_prepare_resumes_from_finished_files(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 midway, run again: the finished files are not tokenized again and the shards
+    are the bytes of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+
+    import maskedlm.data.shards as shards_module
+
+    corpus = _mixed_corpus(tmp_path / "corpus", n_files=24, n_docs=150)
+    out = tmp_path / "out"
+    code = ("import sys\nfrom maskedlm.data.shards import prepare_shards\n"
+            "if __name__ == '__main__':\n"
+            f"    prepare_shards([{str(corpus)!r}], {str(setup['tok'])!r}, {str(out)!r}, "
+            "workers=1, valid_fraction=0.05, show_progress=False)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    pieces: list[Path] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        pieces = [p for p in out.glob(".work-*/[0-9]*") if p.is_dir()]
+        if len(pieces) >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len([p for p in out.glob(".work-*/[0-9]*") if p.is_dir()])
+    assert 2 <= finished < 24, "the run was not killed midway"
+    assert not list(out.glob("*/meta.json"))
+
+    clean = prepare_shards([str(corpus)], setup["tok"], tmp_path / "clean", workers=2,
+                           valid_fraction=0.05, show_progress=False)
+    calls: list[str] = []
+    real = shards_module.tokenize_piece
+    monkeypatch.setattr(shards_module, "tokenize_piece",
+                        lambda job: calls.append(job.path) or real(job))
+    resumed = prepare_shards([str(corpus)], setup["tok"], out, workers=1,
+                             valid_fraction=0.05, show_progress=False)
+    assert len(calls) == 24 - finished
+    assert _data_bytes(resumed) == _data_bytes(clean)
+    assert [p.name for p in out.iterdir()] == [resumed.name]
+
+
+def test_text_field_is_read_and_keys_the_cache(setup: dict[str, Path], tmp_path: Path) -> None:
+    lines = [{"body": "The cat sat on the mat.", "text": "A dog ran home."}] * 3
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    body = prepare_shards([str(path)], setup["tok"], tmp_path / "out", text_field="body",
+                          valid_fraction=0.0, show_progress=False)
+    text = prepare_shards([str(path)], setup["tok"], tmp_path / "out", valid_fraction=0.0,
+                          show_progress=False)
+    assert body != text
+    tok = Tokenizer.load(setup["tok"])
+    decoded = tok.decode(ShardSet.load(body).tokens("train"))
+    assert "cat sat on the mat" in decoded and "dog" not in decoded
+
+
+def test_cli_tokenizer_and_prepare_read_web_formats(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`tokenizer train` and `prepare --workers 2 --text-field` on a folder of parquet,
+    .jsonl.zst, .txt.gz and .txt; a bad file is one line and exit 2."""
+    from maskedlm.cli import main
+
+    corpus = _mixed_corpus(tmp_path / "corpus", n_files=4)
+    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300",
+                 "--sample-mb", "0.004", "--out", str(tmp_path / "tok")]) == 0
+    assert main(["prepare", "--corpus", str(corpus), "--tokenizer", str(tmp_path / "tok"),
+                 "--out", str(tmp_path / "shards"), "--workers", "2", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["train_tokens"] > 1000
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"content": ["A cat."]}), corpus / "zz.parquet")
+    assert main(["prepare", "--corpus", str(corpus), "--tokenizer", str(tmp_path / "tok"),
+                 "--out", str(tmp_path / "shards"), "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "zz.parquet: no column 'text'" in err[0]
+    assert not list((tmp_path / "shards").glob(".*"))  # no temp or work folder left

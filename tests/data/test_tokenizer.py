@@ -209,3 +209,24 @@ def test_training_twice_gives_the_same_ids() -> None:
     a, b = (train_tokenizer([lines], vocab_size=4000, show_progress=False) for _ in range(2))
     # before ids were canonical, ties between merges swapped ids from run to run
     assert a.fingerprint() == b.fingerprint() and a.vocab_size == 4000
+
+
+def _tied_corpus() -> list[list[str]]:
+    """Every three-syllable word exactly three times: the pairs of syllable letters come in
+    large groups of equal counts, so the trainer meets tied merges at every step."""
+    syllables = ["ka", "to", "mi", "ru", "se", "no", "pa", "li", "vo", "de", "gu", "fe"]
+    words = [a + b + c for a in syllables for b in syllables for c in syllables[:4]]
+    doc = [" ".join(words[i : i + 12]) + "." for i in range(0, len(words), 12)]
+    return [doc, doc, doc]
+
+
+def test_training_on_tied_merges_gives_the_same_vocabulary_every_time() -> None:
+    """#31.8: the set of pieces (not only their numbering) is the same in every run; the
+    trainer alone picks among tied merges in hash-map order, different in each run."""
+    docs = _tied_corpus()
+    vocabs = {tuple(train_tokenizer(docs, vocab_size=200, show_progress=False).vocab())
+              for _ in range(6)}
+    assert len(vocabs) == 1 and len(next(iter(vocabs))) == 200
+    # a generator function streams the corpus twice and gives the same vocabulary
+    again = train_tokenizer(lambda: iter(docs), vocab_size=200, show_progress=False)
+    assert tuple(again.vocab()) in vocabs

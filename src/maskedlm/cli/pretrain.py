@@ -63,6 +63,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
     p.add_argument("--one-doc-per-line", action="store_true",
                    help="each line is a document (else blank lines separate documents)")
+    add_text_field_arg(p)
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
     p.add_argument("--max-steps", type=int, default=None,
                    help="optimizer steps (default: 1000, or as many as --max-time allows; 800 for the "
@@ -155,7 +156,8 @@ def run_pretrain(a: argparse.Namespace) -> int:
         recipe=a.recipe, size=a.size, arch=a.arch, out=a.out, data=a.data, corpus=a.corpus,
         tokenizer=a.tokenizer, init=a.init,
         vocab_size=a.vocab_size if a.vocab_size is not None else (8000 if default_job else 30000),
-        uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seq_len=a.seq_len,
+        uncased=a.uncased, one_doc_per_line=a.one_doc_per_line, text_field=a.text_field,
+        alpha=a.alpha, seq_len=a.seq_len,
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
         pre_layer_norm=a.pre_ln, eval_sequences=a.eval_sequences, dropout=a.dropout,
@@ -197,29 +199,50 @@ PROSE_PROMPTS = (
 
 
 # ----------------------------------------------------------------------------- data
+CORPUS_HELP = ("text to {} (files, folders, globs): .txt, .jsonl/.json (one object a line), "
+               "each plain, .gz or .zst, and .parquet; LANG=PATH for each language")
+
+
+def add_text_field_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-field", default="text",
+                   help="the parquet column or JSON key that holds the text (default: text)")
+
+
 def add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer")
     tsub = p.add_subparsers(dest="tokenizer_cmd", required=True)
     t = tsub.add_parser("train", help="train a WordPiece vocabulary on a corpus")
     t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
-                   help="text to train on (files, folders, globs); repeatable")
+                   help=CORPUS_HELP.format("train on"))
+    add_text_field_arg(t)
+    t.add_argument("--sample-mb", type=float, default=1000.0,
+                   help="train on a seeded sample of about this many MB of the corpus files "
+                        "(each document kept with probability MB / corpus size on disk, in "
+                        "every file); a smaller corpus is read whole (0: always whole)")
     t.add_argument("--vocab-size", type=int, default=30000, help="WordPiece vocabulary size")
     t.add_argument("--out", required=True, help="tokenizer directory to write")
     t.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
     t.add_argument("--one-doc-per-line", action="store_true",
                    help="each line is a document (else blank lines separate documents)")
     t.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
-    t.add_argument("--seed", type=int, default=0, help="seed of the language sampling")
+    t.add_argument("--seed", type=int, default=0,
+                   help="seed of the language sampling and of the sample")
     t.set_defaults(func=run_tokenizer_train)
 
 
 def run_tokenizer_train(a: argparse.Namespace) -> int:
     from maskedlm.data.corpus import iter_corpus_documents, parse_corpus_args
     from maskedlm.data.tokenizer import train_tokenizer
+    from maskedlm.errors import MaskedLMError
 
     corpus = parse_corpus_args(a.corpus)
-    tok = train_tokenizer(iter_corpus_documents(corpus, alpha=a.alpha, seed=a.seed,
-                                                one_doc_per_line=a.one_doc_per_line),
+    if a.sample_mb < 0:
+        raise MaskedLMError(f"--sample-mb must be >= 0, got {a.sample_mb}")
+    sample = a.sample_mb * 1e6 if a.sample_mb else None
+    tok = train_tokenizer(lambda: iter_corpus_documents(corpus, alpha=a.alpha, seed=a.seed,
+                                                        one_doc_per_line=a.one_doc_per_line,
+                                                        text_field=a.text_field,
+                                                        sample_bytes=sample),
                           vocab_size=a.vocab_size, lowercase=a.uncased)
     tok.save(a.out)
     print(f"tokenizer: {tok.vocab_size} tokens -> {a.out}")
@@ -229,7 +252,11 @@ def run_tokenizer_train(a: argparse.Namespace) -> int:
 def add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="tokenize a corpus once into memmap shards (cached)")
     p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
-                   help="text to tokenize (files, folders, globs); repeatable")
+                   help=CORPUS_HELP.format("tokenize"))
+    add_text_field_arg(p)
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that tokenize files in parallel (default: the cores "
+                        "available); the shards are the same for any number")
     p.add_argument("--tokenizer", required=True, help="a tokenizer directory")
     p.add_argument("--out", required=True, help="folder for the shards (a cache keyed by config)")
     p.add_argument("--seq-len", type=int, default=512,
@@ -238,6 +265,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
                    help="each line is a document (else blank lines separate documents)")
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func=run_prepare)
 
 
@@ -246,7 +274,9 @@ def run_prepare(a: argparse.Namespace) -> int:
     from maskedlm.data.shards import ShardSet, prepare_shards
 
     path = prepare_shards(parse_corpus_args(a.corpus), a.tokenizer, a.out,
-                          one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seed=a.seed)
+                          one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seed=a.seed,
+                          text_field=a.text_field, workers=a.workers,
+                          show_progress=not a.no_progress)
     meta = ShardSet.load(path).meta
     print(json.dumps({"shards": str(path), **{k: meta[k] for k in meta
                                                if k in ("train_tokens", "valid_tokens", "dtype",

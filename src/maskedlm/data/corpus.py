@@ -10,11 +10,17 @@ Formats (files, folders searched recursively, or globs):
   heading lines (`` = Title = ``) are kept as text without the ``=`` marks and do not
   end a document, so a title followed by a blank line stays with its book.
   With ``one_doc_per_line`` every non-empty line is its own document.
-* ``.jsonl`` -- one JSON object per line with a ``text`` field, one document each.
-* ``.gz`` of either.
+* ``.jsonl`` or ``.json`` -- one JSON object per line (JSON Lines, as Dolma, C4 and the
+  Pile ship them) with a ``text`` field (``text_field``), one document each.
+* ``.parquet`` -- one document per row of the ``text`` column (``text_field``), read in
+  record batches with pyarrow (FineWeb, CulturaX, Wikipedia on the Hub).
+* ``.gz`` or ``.zst`` of a text or JSON file, streamed (``zstandard``).
 
 Every paragraph is split into sentences with a small regex (see :func:`split_sentences`).
-Files are streamed line by line; nothing reads a whole file into memory.
+Files are streamed (lines, or parquet record batches); nothing reads a whole file into
+memory. A bad input is refused with one line naming the file and its line or row: a
+parquet file without the text column, a truncated ``.gz``/``.zst``, a record whose text
+is missing, null or not a string. Nothing is skipped silently.
 
 Multilingual corpora are sampled with the exponentially smoothed distribution
 q_i = p_i^alpha / sum_j p_j^alpha (Conneau & Lample 2019; XLM-R uses alpha = 0.3,
@@ -34,7 +40,7 @@ import json
 import os
 import re
 import sysconfig
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,7 +49,16 @@ import numpy as np
 
 from maskedlm.errors import MaskedLMError
 
-TEXT_SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
+COMPRESSIONS = ("", ".gz", ".zst")
+# what a folder is searched for: text and JSON Lines, plain or compressed, and parquet
+TEXT_SUFFIXES = tuple(b + c for b in (".txt", ".jsonl", ".json") for c in COMPRESSIONS) + (
+    ".parquet",
+)
+# `tokenizer train` reads at most about this much of a corpus (bytes on disk): a vocabulary
+# is settled long before (BERT's 30k WordPiece came from a sample of its corpus too)
+TOKENIZER_SAMPLE_BYTES = 1e9
+PARQUET_BATCH_ROWS = 1024  # rows per record batch: a few MB of web text at most
+_ZST_CHUNK = 1 << 20  # compressed bytes read at a time
 
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace and an
 # opening quote or an upper-case letter. Deliberately simple: no models, no NLTK.
@@ -132,7 +147,9 @@ def resolve_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES)
             )
             if not found:
-                raise MaskedLMError(f"{text}: folder holds no {'/'.join(TEXT_SUFFIXES)} files")
+                raise MaskedLMError(
+                    f"{text}: folder holds no corpus files ({', '.join(TEXT_SUFFIXES)})"
+                )
         else:
             found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not found:
@@ -142,16 +159,61 @@ def resolve_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return unique
 
 
-def _is_jsonl(path: Path) -> bool:
-    return path.name.endswith((".jsonl", ".jsonl.gz"))
+def file_format(path: str | os.PathLike[str]) -> str:
+    """``"parquet"``, ``"jsonl"`` (``.jsonl``/``.json``, compressed or not) or ``"txt"``.
+
+    >>> file_format("c4-train.00000-of-01024.json.gz"), file_format("fr/part-0.parquet")
+    ('jsonl', 'parquet')
+    """
+    name = os.fspath(path).lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    for c in COMPRESSIONS:
+        if c and name.endswith(c):
+            name = name[: -len(c)]
+            break
+    return "jsonl" if name.endswith((".jsonl", ".json")) else "txt"
+
+
+def _zst_lines(f: Any, path: Path) -> Iterator[bytes]:
+    """Lines of a zstd stream (several frames allowed), decompressed a chunk at a time.
+
+    zstandard's stream reader ends quietly on a cut file; the frame state here does not."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
+    tail = b""
+    in_frame = False
+    while chunk := f.read(_ZST_CHUNK):
+        while chunk:
+            try:
+                data = dobj.decompress(chunk)
+            except zstandard.ZstdError as e:
+                raise MaskedLMError(f"{path}: not a valid .zst file ({e})") from None
+            in_frame = not dobj.eof
+            chunk = dobj.unused_data if dobj.eof else b""
+            if dobj.eof:
+                dobj = dctx.decompressobj()
+            if data:
+                lines = (tail + data).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    yield line + b"\n"
+    if in_frame:
+        raise MaskedLMError(f"{path}: truncated .zst file (the stream ends inside a frame)")
+    if tail:
+        yield tail
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, decoded line without newline); reject binary and non-UTF-8."""
-    opener = gzip.open if path.name.endswith(".gz") else open
+    name = path.name.lower()
+    opener = gzip.open if name.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
+            raw_lines = _zst_lines(f, path) if name.endswith(".zst") else f
+            for lineno, raw in enumerate(raw_lines, 1):
                 if b"\x00" in raw:
                     raise MaskedLMError(f"{path}:{lineno}: binary file (NUL byte), not text")
                 try:
@@ -163,7 +225,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 if lineno == 1:
                     line = line.lstrip("\ufeff")
                 yield lineno, line.rstrip("\r\n")
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a cut .gz EOFError
         raise MaskedLMError(f"{path}: cannot read ({e})") from None
 
 
@@ -185,32 +247,57 @@ def _is_heading(line: str) -> bool:
     return len(s) >= 5 and s.startswith("= ") and s.endswith(" =")
 
 
-def _iter_txt(path: Path, one_doc_per_line: bool) -> Iterator[list[str]]:
-    doc: list[str] = []
+Take = Callable[[], bool]  # the sampling decision for the next document
+
+
+def _take_all() -> bool:
+    return True
+
+
+def _sampler(keep: float, seed: int, index: int) -> Take:
+    """Keep each document with probability ``keep``, drawn from a generator of its own file
+    (seed, file index), so a sample does not depend on what else is read."""
+    if keep >= 1.0:
+        return _take_all
+    rng = np.random.default_rng([seed, index])
+    return lambda: bool(rng.random() < keep)
+
+
+def _txt_sentences(line: str) -> list[str]:
+    return split_sentences(line.strip().strip("=") if _is_heading(line) else line)
+
+
+def _iter_txt(path: Path, one_doc_per_line: bool, take: Take = _take_all) -> Iterator[list[str]]:
+    lines: list[str] = []  # the raw lines of the document being read: split once taken
     only_headings = True
     for _, line in _iter_lines(path):
         if one_doc_per_line:
-            sentences = split_sentences(line)
-            if sentences:
-                yield sentences
+            if line.strip() and take():
+                sentences = split_sentences(line)
+                if sentences:
+                    yield sentences
             continue
         if not line.strip():
-            if doc and not only_headings:
-                yield doc
-                doc, only_headings = [], True
+            if lines and not only_headings:
+                if take():
+                    yield [s for ln in lines for s in _txt_sentences(ln)]
+                lines, only_headings = [], True
             continue
-        if _is_heading(line):
-            doc.extend(split_sentences(line.strip().strip("=")))
-        else:
-            doc.extend(split_sentences(line))
-            only_headings = False
-    if doc:
-        yield doc
+        lines.append(line)
+        only_headings = only_headings and _is_heading(line)
+    if lines and take():
+        doc = [s for ln in lines for s in _txt_sentences(ln)]
+        if doc:
+            yield doc
 
 
-def _iter_jsonl(path: Path) -> Iterator[list[str]]:
+def _text_document(text: str) -> list[str]:
+    return [s for para in text.split("\n") for s in split_sentences(para)]
+
+
+def _iter_jsonl(path: Path, text_field: str, take: Take = _take_all) -> Iterator[list[str]]:
     for lineno, line in _iter_lines(path):
-        if not line.strip():
+        if not line.strip() or not take():
             continue
         try:
             record = json.loads(line)
@@ -218,18 +305,95 @@ def _iter_jsonl(path: Path) -> Iterator[list[str]]:
             raise MaskedLMError(
                 f"{path}:{lineno}: bad JSON ({e.msg} at column {e.colno})"
             ) from None
-        text = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            raise MaskedLMError(f"{path}:{lineno}: not a JSON object")
+        text = record.get(text_field)
         if not isinstance(text, str):
-            raise MaskedLMError(f"{path}:{lineno}: field 'text' missing or not a string")
-        doc = [s for para in text.split("\n") for s in split_sentences(para)]
+            what = "missing" if text_field not in record else (
+                "null" if text is None else f"a {type(text).__name__}, not a string")
+            raise MaskedLMError(f"{path}:{lineno}: field {text_field!r} is {what}")
+        doc = _text_document(text)
         if doc:
             yield doc
 
 
+def _iter_parquet(path: Path, text_field: str, take: Take = _take_all) -> Iterator[list[str]]:
+    """One document per row of ``text_field``, read in record batches of
+    :data:`PARQUET_BATCH_ROWS` rows (only that column is read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise MaskedLMError(f"{path}: not a readable parquet file ({_first_line(e)})") from None
+    names = pf.schema_arrow.names
+    if text_field not in names:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise MaskedLMError(f"{path}: no column {text_field!r} (columns: {shown}); "
+                            "name the text column with --text-field")
+    kind = pf.schema_arrow.field(text_field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or pa.types.is_string_view(kind)):
+        raise MaskedLMError(f"{path}: column {text_field!r} holds {kind}, not strings")
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_field]):
+            column = batch.column(0)
+            if column.null_count:
+                first = row + int(pa.compute.index(column.is_null(), True).as_py()) + 1
+                raise MaskedLMError(f"{path}: row {first}: {text_field!r} is null")
+            # sampling: only the rows taken become Python strings
+            texts = (column.to_pylist() if take is _take_all
+                     else [column[i].as_py() for i in range(len(column)) if take()])
+            for text in texts:
+                doc = _text_document(text)
+                if doc:
+                    yield doc
+            row += len(column)
+    except (pa.ArrowException, OSError) as e:
+        raise MaskedLMError(f"{path}: after row {row}: cannot read ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def iter_file_documents(
+    path: str | os.PathLike[str],
+    *,
+    one_doc_per_line: bool = False,
+    text_field: str = "text",
+    take: Take = _take_all,
+) -> Iterator[list[str]]:
+    """The documents of one corpus file, in file order, by its :func:`file_format`.
+
+    ``take`` decides, before a document is parsed and split, whether it is kept (sampling).
+
+    >>> next(iter_file_documents("fineweb/000_00000.parquet"))[:1]  # doctest: +SKIP
+    ['How AP reported in all formats from tornado-stricken regions.']
+    """
+    p = Path(path)
+    kind = file_format(p)
+    if kind == "parquet":
+        return _iter_parquet(p, text_field, take)
+    if kind == "jsonl":
+        return _iter_jsonl(p, text_field, take)
+    return _iter_txt(p, one_doc_per_line, take)
+
+
 def iter_documents(
-    paths: Sequence[str | os.PathLike[str]], *, one_doc_per_line: bool = False
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    one_doc_per_line: bool = False,
+    text_field: str = "text",
+    keep: float = 1.0,
+    seed: int = 0,
 ) -> Iterator[list[str]]:
     """Stream the documents (lists of sentence units) of every file under ``paths``.
+
+    ``keep`` < 1 keeps each document with that probability, seeded per file by ``seed``
+    (the same sample on every pass).
 
     Path errors are raised at once; read errors and an empty corpus when iterated.
 
@@ -240,26 +404,37 @@ def iter_documents(
 
     def generate() -> Iterator[list[str]]:
         any_text = False
-        for path in files:
-            docs = _iter_jsonl(path) if _is_jsonl(path) else _iter_txt(path, one_doc_per_line)
+        for index, path in enumerate(files):
+            docs = iter_file_documents(
+                path, one_doc_per_line=one_doc_per_line, text_field=text_field,
+                take=_sampler(keep, seed, index),
+            )
             for doc in docs:
                 any_text = True
                 yield doc
         if not any_text:
-            raise MaskedLMError(f"{files[0]}: empty corpus (no text in {len(files)} file(s))")
+            what = "no text" if keep >= 1.0 else f"no document sampled at {keep:.2g}"
+            raise MaskedLMError(f"{files[0]}: empty corpus ({what} in {len(files)} file(s))")
 
     return generate()
 
 
 def count_documents(
-    paths: Sequence[str | os.PathLike[str]], *, one_doc_per_line: bool = False
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    one_doc_per_line: bool = False,
+    text_field: str = "text",
+    keep: float = 1.0,
+    seed: int = 0,
 ) -> np.ndarray:
     """Sentence units per document, in corpus order (int64), by a streaming pass.
 
     >>> count_documents(["corpus.txt"]).sum()  # doctest: +SKIP
     12345
     """
-    counts = [len(doc) for doc in iter_documents(paths, one_doc_per_line=one_doc_per_line)]
+    docs = iter_documents(paths, one_doc_per_line=one_doc_per_line, text_field=text_field,
+                          keep=keep, seed=seed)
+    counts = [len(doc) for doc in docs]
     return np.asarray(counts, dtype=np.int64)
 
 
@@ -384,13 +559,18 @@ def _iter_language(
     rng: np.random.Generator,
     one_doc_per_line: bool,
     held_out: frozenset[int],
+    text_field: str = "text",
+    keep_docs: float = 1.0,
+    sample_seed: int = 0,
 ) -> Iterator[CorpusDocument]:
     # Pass k keeps each training document with probability min(1, rate - k): whole passes
     # repeat a small language, the last pass (or the only one) subsamples.
     passes = max(1, int(np.ceil(rate)))
     for k in range(passes):
         keep = min(1.0, rate - k)
-        for index, doc in enumerate(iter_documents(paths, one_doc_per_line=one_doc_per_line)):
+        docs = iter_documents(paths, one_doc_per_line=one_doc_per_line, text_field=text_field,
+                              keep=keep_docs, seed=sample_seed)
+        for index, doc in enumerate(docs):
             if index in held_out:
                 if k == 0:
                     yield CorpusDocument(lang, index, doc, True)
@@ -405,6 +585,9 @@ def iter_multilingual_documents(
     *,
     one_doc_per_line: bool = False,
     held_out: Mapping[str, Sequence[int]] | None = None,
+    text_field: str = "text",
+    keep_docs: float = 1.0,
+    sample_seed: int = 0,
 ) -> Iterator[CorpusDocument]:
     """Sample documents of every language following ``plan``, languages interleaved.
 
@@ -419,7 +602,8 @@ def iter_multilingual_documents(
     held_out = held_out or {}
     streams = {
         lang: _iter_language(
-            lang, paths, plan.rate(lang), rng, one_doc_per_line, frozenset(held_out.get(lang, ()))
+            lang, paths, plan.rate(lang), rng, one_doc_per_line,
+            frozenset(held_out.get(lang, ())), text_field, keep_docs, sample_seed,
         )
         for lang, paths in corpora.items()
     }
@@ -448,20 +632,29 @@ def iter_corpus_documents(
     seed: int = 0,
     one_doc_per_line: bool = False,
     total_sentences: int | None = None,
+    text_field: str = "text",
+    sample_bytes: float | None = TOKENIZER_SAMPLE_BYTES,
 ) -> Iterator[list[str]]:
     """Documents of a corpus, languages resampled by ``alpha`` when there are several.
 
     The stream to train a tokenizer on (XLM-R trains its vocabulary on the same smoothed
     language distribution, Conneau et al. 2020). One language: the corpus as it is.
+    A corpus larger than ``sample_bytes`` on disk is sampled: each document is kept with
+    probability ``sample_bytes / size on disk``, seeded by ``seed`` per file, so the sample
+    spreads over every file (compressed files give a few times more text than their size).
 
     >>> corpora = parse_corpus_args(["en=en.txt", "wo=wo.txt"])
     >>> docs = iter_corpus_documents(corpora, alpha=0.3)  # doctest: +SKIP
     """
     if not isinstance(corpora, Mapping):
         corpora = {"": list(corpora)}
+    files = {g: resolve_files(p) for g, p in corpora.items()}
+    size = sum(f.stat().st_size for paths in files.values() for f in paths)
+    keep = 1.0 if sample_bytes is None or size <= sample_bytes else sample_bytes / size
+    common = {"one_doc_per_line": one_doc_per_line, "text_field": text_field}
     if len(corpora) == 1 and total_sentences is None:
-        return iter_documents(next(iter(corpora.values())), one_doc_per_line=one_doc_per_line)
-    counts = {g: count_documents(p, one_doc_per_line=one_doc_per_line) for g, p in corpora.items()}
+        return iter_documents(next(iter(files.values())), **common, keep=keep, seed=seed)
+    counts = {g: count_documents(p, **common, keep=keep, seed=seed) for g, p in files.items()}
     plan = plan_languages(
         {g: int(c.sum()) for g, c in counts.items()},
         alpha,
@@ -469,7 +662,8 @@ def iter_corpus_documents(
         documents={g: len(c) for g, c in counts.items()},
     )
     rng = np.random.default_rng(seed)
-    docs = iter_multilingual_documents(corpora, plan, rng, one_doc_per_line=one_doc_per_line)
+    docs = iter_multilingual_documents(files, plan, rng, **common, keep_docs=keep,
+                                       sample_seed=seed)
     return (doc.sentences for doc in docs)
 
 

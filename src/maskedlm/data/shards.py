@@ -14,36 +14,39 @@ the corpus files' path/size/mtime and the settings)::
 
 for split in ``train`` and ``valid``. As nanoGPT's ``prepare.py`` the ids are a flat
 memmap; as cramming, preparation is a separate stage cached by its configuration.
-Shards are written to a temporary folder and renamed into place, so a set either
-exists whole or not at all. Loading checks every file against its size and checksum
+Every input file is first tokenized on its own into a *piece*
+(:mod:`maskedlm.data.pieces`), by ``workers`` processes in parallel; the pieces are then
+assembled in file order, so the shards are the same bytes for any number of workers, and
+a ``prepare`` killed midway keeps its finished pieces (in ``out_dir/.work-<key>/``) and
+resumes from them. Memory stays bounded whatever the corpus size: a batch of sentences
+per worker and a few MB of copy buffer. Shards are written to a temporary folder and
+renamed into place, so a set either exists whole or not at all. Loading checks every file against its size and checksum
 in ``meta.json`` (one extra read of every file), so a truncated or
 altered shard is an error naming the file, never silent garbage.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import errno
 import hashlib
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from maskedlm.data.corpus import (
-    LanguagePlan,
-    iter_documents,
-    iter_multilingual_documents,
-    plan_languages,
-    resolve_files,
-)
+from maskedlm.data.corpus import LanguagePlan, plan_languages, resolve_files
+from maskedlm.data.pieces import PieceJob, PieceReader, tokenize_piece, worker_init
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.progress import progress
@@ -54,6 +57,16 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "valid")
 META_FILE = "meta.json"
 _TMP_PREFIX = ".tmp-"
+_WORK_PREFIX = ".work-"  # the pieces of a set being prepared, kept until it is whole
+COPY_TOKENS = 1 << 22  # tokens copied from a piece at a time (8-16 MB)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class ShardSettings:
     seed: int = 0
     valid_fraction: float = 0.01
     max_valid_documents: int = 1000
+    text_field: str = "text"  # the parquet column or JSON key holding the text
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -91,6 +105,8 @@ def prepare_shards(
     seed: int = 0,
     valid_fraction: float = 0.01,
     max_valid_documents: int = 1000,
+    text_field: str = "text",
+    workers: int | None = None,
     batch_sentences: int = 4096,
     show_progress: bool = True,
 ) -> Path:
@@ -98,14 +114,20 @@ def prepare_shards(
 
     ``valid_fraction`` of the documents (at least 1, at most ``max_valid_documents``,
     per language) are held out for validation. A multilingual corpus is resampled with
-    ``alpha`` (see :func:`maskedlm.data.corpus.plan_languages`).
+    ``alpha`` (see :func:`maskedlm.data.corpus.plan_languages`). ``workers`` processes
+    (default: the cores available, at most one per file) tokenize the files; the result
+    does not depend on their number. The workers are spawned, so a script that calls this
+    with more than one file and worker needs the ``if __name__ == "__main__":`` guard.
 
     >>> path = prepare_shards(["data/train.txt"], "runs/tok", "runs/shards")  # doctest: +SKIP
     >>> ShardSet.load(path).meta["splits"]["train"]["tokens"]  # doctest: +SKIP
     """
     settings = ShardSettings(
-        one_doc_per_line, alpha, total_sentences, seed, valid_fraction, max_valid_documents
+        one_doc_per_line, alpha, total_sentences, seed, valid_fraction, max_valid_documents,
+        text_field,
     )
+    if workers is not None and workers < 1:
+        raise MaskedLMError(f"--workers: must be >= 1, got {workers}")
     if isinstance(corpus, str | os.PathLike):
         corpus = [corpus]
     corpora = dict(corpus) if isinstance(corpus, Mapping) else {"": list(corpus)}
@@ -129,8 +151,14 @@ def prepare_shards(
     _remove_stale(out, key)
     tmp = out / f"{_TMP_PREFIX}{key}-{os.getpid()}"
     tmp.mkdir()
+    work = out / f"{_WORK_PREFIX}{key}"
     try:
-        meta = _write_shards(files, tok, tmp, settings, batch_sentences, show_progress)
+        started = time.perf_counter()
+        dtype = np.dtype(np.uint16 if tok.vocab_size <= 65535 else np.uint32)
+        pieces = _tokenize_pieces(files, tok, work, settings, dtype, workers or available_cores(),
+                                  batch_sentences, show_progress)
+        meta = _write_shards(files, pieces, work, tok, tmp, settings, dtype)
+        meta["elapsed_s"] = round(time.perf_counter() - started, 2)
         meta.update(identity, key=key, files=_file_sums(tmp))
         tok.save(tmp / "tokenizer")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -140,9 +168,12 @@ def prepare_shards(
             if not (final / META_FILE).is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if created and not any(out.iterdir()):  # leave no empty folder behind either
+        if isinstance(e, Exception):  # an error: nothing to resume (Ctrl-C keeps the pieces)
+            shutil.rmtree(work, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):  # no empty folder either
             out.rmdir()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise MaskedLMError(f"{out}: no space left to write the shards ({e.strerror}); "
@@ -156,17 +187,22 @@ def _remove_stale(out: Path, key: str) -> None:
     """Remove what a killed run left: its temp folder, or a set without meta.json."""
     if (out / key).is_dir():
         shutil.rmtree(out / key)
-    for tmp in out.glob(f"{_TMP_PREFIX}{key}-*"):
-        pid = int(tmp.name.rsplit("-", 1)[1])
-        try:
-            if pid != os.getpid():
-                os.kill(pid, 0)  # still running: leave its folder alone
-                continue
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(tmp, ignore_errors=True)
+    leftovers = [*out.glob(f"{_TMP_PREFIX}{key}-*"), *out.glob(f"{_WORK_PREFIX}{key}/.*-*")]
+    for tmp in leftovers:
+        if not _alive(int(tmp.name.rsplit("-", 1)[1])):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # still running: leave its folder alone
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 DATA_FILES = tuple(f"{split}_{name}" for split in SPLITS for name in
@@ -224,155 +260,241 @@ def _file_identity(path: str) -> dict[str, Any]:
 
 
 def _choose_held_out(
-    doc_sentences: dict[str, np.ndarray], settings: ShardSettings, rng: np.random.Generator
+    n_docs: dict[str, int], settings: ShardSettings, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
     """Indices of held-out documents per language: a fraction, >= 1 overall, capped."""
     held: dict[str, np.ndarray] = {}
-    for lang, counts in doc_sentences.items():
-        n_docs = len(counts)
-        n = min(round(settings.valid_fraction * n_docs), settings.max_valid_documents, n_docs - 1)
-        held[lang] = np.sort(rng.choice(n_docs, size=max(n, 0), replace=False))
+    for lang, n_lang in n_docs.items():
+        n = min(round(settings.valid_fraction * n_lang), settings.max_valid_documents, n_lang - 1)
+        held[lang] = np.sort(rng.choice(n_lang, size=max(n, 0), replace=False))
     if settings.valid_fraction > 0 and not any(len(h) for h in held.values()):
-        lang = max(doc_sentences, key=lambda g: len(doc_sentences[g]))
-        if len(doc_sentences[lang]) >= 2:
-            held[lang] = np.array([rng.integers(len(doc_sentences[lang]))])
+        lang = max(n_docs, key=lambda g: n_docs[g])
+        if n_docs[lang] >= 2:
+            held[lang] = np.array([rng.integers(n_docs[lang])])
         else:
             log.warning("corpus has a single document: no validation split")
     return held
 
 
-class _SplitWriter:
-    """Appends tokenized sentences of one split to its files; keeps the offsets."""
+def _tokenize_pieces(
+    files: dict[str, list[str]],
+    tok: Tokenizer,
+    work: Path,
+    settings: ShardSettings,
+    dtype: np.dtype,
+    workers: int,
+    batch_sentences: int,
+    show_progress: bool,
+) -> list[dict[str, Any]]:
+    """Tokenize every file into its piece (those a killed run finished are kept); returns
+    each file's piece.json, in file order."""
+    from maskedlm.data.pieces import read_piece_info
 
-    def __init__(self, directory: Path, split: str, dtype: np.dtype, n_langs: int) -> None:
-        self.split = split
-        self.dtype = dtype
-        self._tokens: BinaryIO = open(directory / f"{split}_tokens.bin", "wb")  # noqa: SIM115
-        self._starts: BinaryIO = open(directory / f"{split}_word_starts.bin", "wb")  # noqa: SIM115
+    work.mkdir(parents=True, exist_ok=True)
+    tok_file = work / "tokenizer.json"
+    if not tok_file.is_file():
+        tmp = work / f".tokenizer.json-{os.getpid()}"
+        tmp.write_text(tok.hf.to_str(), encoding="utf-8")
+        os.replace(tmp, tok_file)
+    paths = [p for lang in files for p in files[lang]]
+    jobs = [PieceJob(i, p, str(work), str(tok_file), tok.lowercase,
+                     tuple(tok.special_tokens.items()), dtype.name, settings.one_doc_per_line,
+                     settings.text_field, batch_sentences) for i, p in enumerate(paths)]
+    infos: dict[int, dict[str, Any]] = {}
+    for job in jobs:
+        info = read_piece_info(work, job.index, job.path)
+        if info is not None:
+            infos[job.index] = info
+    todo = [job for job in jobs if job.index not in infos]
+    if infos:
+        log.info("resuming: %d of %d files already tokenized in %s", len(infos), len(jobs), work)
+    total_mb = sum(os.path.getsize(job.path) for job in todo) / 1e6
+    with progress(round(total_mb, 1), "tokenizing", unit="MB", enabled=show_progress) as bar:
+        n = min(workers, len(todo))
+        if n <= 1:
+            done: Iterator[dict[str, Any]] = map(tokenize_piece, todo)
+            pool = None
+        else:
+            # spawn, not fork: the parent may hold torch or tokenizers threads
+            # a fresh worker every 16 files: allocator fragmentation cannot add up on a
+            # corpus of thousands of files
+            pool = multiprocessing.get_context("spawn").Pool(n, initializer=worker_init,
+                                                             maxtasksperchild=16)
+            done = pool.imap_unordered(tokenize_piece, todo)
+        try:
+            for info in done:
+                infos[info["index"]] = info
+                bar.update(round(info["size"] / 1e6, 1))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    return [infos[i] for i in range(len(jobs))]
+
+
+class _DocRef(NamedTuple):
+    """A document as sampled: its language, piece, index in the piece, split."""
+
+    lang: int
+    reader: PieceReader
+    doc: int
+    held_out: bool
+    sentences: int
+
+
+def _language_docs(lang: int, readers: Sequence[tuple[int, Path]], dtype: np.dtype, rate: float,
+                   rng: np.random.Generator, held_out: frozenset[int]) -> Iterator[_DocRef]:
+    # As corpus._iter_language, on document indices: pass k keeps each training document
+    # with probability min(1, rate - k); held-out documents come once, in the first pass.
+    for k in range(max(1, int(np.ceil(rate)))):
+        keep = min(1.0, rate - k)
+        index = 0
+        for piece, work in readers:
+            reader = PieceReader(work, piece, dtype)
+            for doc, size in enumerate(reader.doc_sentences.tolist()):
+                if index in held_out:
+                    if k == 0:
+                        yield _DocRef(lang, reader, doc, True, size)
+                elif keep >= 1.0 or rng.random() < keep:
+                    yield _DocRef(lang, reader, doc, False, size)
+                index += 1
+
+
+def _sampled_docs(streams: dict[int, Iterator[_DocRef]], target: dict[int, int],
+                  rng: np.random.Generator) -> Iterator[_DocRef]:
+    # As corpus.iter_multilingual_documents: the next language in proportion to what it
+    # still has to deliver (the same draws, so the same documents, as sampling the text)
+    emitted = dict.fromkeys(streams, 0)
+    while streams:
+        langs = list(streams)
+        if len(langs) == 1:
+            lang = langs[0]
+        else:
+            left = list(itertools.accumulate(max(target[g] - emitted[g], 1) for g in langs))
+            lang = langs[bisect.bisect_right(left, rng.random() * left[-1])]
+        ref = next(streams[lang], None)
+        if ref is None:
+            del streams[lang]
+            continue
+        if not ref.held_out:
+            emitted[lang] += ref.sentences
+        yield ref
+
+
+class _SplitWriter:
+    """Appends whole documents of one split to its files; offsets go to raw files that
+    become .npy at the end, so nothing grows with the corpus in memory."""
+
+    def __init__(self, directory: Path, split: str, n_langs: int, vocab_size: int) -> None:
+        self.directory, self.split = directory, split
+        names = ("tokens.bin", "word_starts.bin", "sentences.raw", "documents.raw")
+        self._files: dict[str, BinaryIO] = {
+            n: open(directory / f"{split}_{n}", "wb") for n in names  # noqa: SIM115
+        }
         self.n_tokens = 0
         self.n_sentences = 0
-        self.sentence_offsets: list[np.ndarray] = []
-        self.document_starts: list[np.ndarray] = []
-        self.last_doc = -1
+        self.n_documents = 0
         self.lang_tokens = np.zeros(n_langs, dtype=np.int64)
         self.lang_sentences = np.zeros(n_langs, dtype=np.int64)
+        self.unigram = np.zeros(vocab_size, dtype=np.int64)
 
-    def append(
-        self,
-        ids: np.ndarray,
-        starts: np.ndarray,
-        lengths: np.ndarray,
-        docs: np.ndarray,
-        langs: np.ndarray,
-    ) -> None:
-        """Sentences given by lengths (ids/starts concatenated); ``docs`` = document number
-        of each sentence. Empty sentences are dropped; a document starts where the
-        document number changes, so documents left empty vanish."""
+    def append(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+               doc_sizes: np.ndarray, lang: int) -> None:
+        """Whole documents (``doc_sizes`` sentence units each, ``lengths`` tokens per unit).
+        Sentences without tokens are dropped, and documents left empty vanish."""
+        doc_of = np.repeat(np.arange(len(doc_sizes)), doc_sizes)
         keep = lengths > 0
-        lengths, docs, langs = lengths[keep], docs[keep], langs[keep]
+        lengths, doc_of = lengths[keep], doc_of[keep]
         if not len(lengths):
             return
-        previous = np.concatenate([[self.last_doc], docs[:-1]])
-        self.document_starts.append(self.n_sentences + np.flatnonzero(docs != previous))
-        self.sentence_offsets.append(self.n_tokens + np.cumsum(lengths) - lengths)
-        ids.astype(self.dtype).tofile(self._tokens)
-        starts.astype(np.uint8).tofile(self._starts)
-        np.add.at(self.lang_tokens, langs, lengths)
-        np.add.at(self.lang_sentences, langs, 1)
-        self.n_tokens += int(lengths.sum())
+        new_doc = np.ones(len(doc_of), dtype=bool)
+        new_doc[1:] = doc_of[1:] != doc_of[:-1]
+        f = self._files
+        f["documents.raw"].write((self.n_sentences + np.flatnonzero(new_doc)).astype(np.int64))
+        f["sentences.raw"].write((self.n_tokens + np.cumsum(lengths) - lengths).astype(np.int64))
+        ids.tofile(f["tokens.bin"])
+        starts.tofile(f["word_starts.bin"])
+        self.unigram += np.bincount(ids, minlength=len(self.unigram))
+        self.lang_tokens[lang] += len(ids)
+        self.lang_sentences[lang] += len(lengths)
+        self.n_tokens += len(ids)
         self.n_sentences += len(lengths)
-        self.last_doc = int(docs[-1])
+        self.n_documents += int(new_doc.sum())
 
-    def close(self, directory: Path) -> dict[str, int]:
-        self._tokens.close()
-        self._starts.close()
-        sentences = np.concatenate([*self.sentence_offsets, [self.n_tokens]]).astype(np.int64)
-        documents = np.concatenate([*self.document_starts, [self.n_sentences]]).astype(np.int64)
-        np.save(directory / f"{self.split}_sentences.npy", sentences)
-        np.save(directory / f"{self.split}_documents.npy", documents)
-        return {
-            "tokens": self.n_tokens,
-            "sentences": self.n_sentences,
-            "documents": len(documents) - 1,
-        }
+    def close(self) -> dict[str, int]:
+        for f in self._files.values():
+            f.close()
+        for name, end in (("sentences", self.n_tokens), ("documents", self.n_sentences)):
+            _raw_to_npy(self.directory / f"{self.split}_{name}.raw", end,
+                        self.directory / f"{self.split}_{name}.npy")
+        return {"tokens": self.n_tokens, "sentences": self.n_sentences,
+                "documents": self.n_documents}
+
+
+def _raw_to_npy(raw: Path, end: int, npy: Path) -> None:
+    """int64 values in ``raw`` plus ``end`` as the .npy that np.save would write, streamed."""
+    n = raw.stat().st_size // 8 + 1
+    with open(npy, "wb") as out, open(raw, "rb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)),
+                  "fortran_order": False, "shape": (n,)}
+        np.lib.format.write_array_header_1_0(out, header)
+        shutil.copyfileobj(f, out, 1 << 22)
+        out.write(np.array([end], dtype=np.int64).tobytes())
+    raw.unlink()
 
 
 def _write_shards(
     files: dict[str, list[str]],
+    pieces: list[dict[str, Any]],
+    work: Path,
     tok: Tokenizer,
     directory: Path,
     settings: ShardSettings,
-    batch_sentences: int,
-    show_progress: bool,
+    dtype: np.dtype,
 ) -> dict[str, Any]:
-    started = time.perf_counter()
+    """Assemble the pieces into the shards: hold out, sample languages, copy documents."""
     valid_rng, sample_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(2)
     )
     langs = list(files)
-    doc_sentences: dict[str, np.ndarray] = {}
-    with progress(None, "counting", unit="doc", enabled=show_progress) as bar:
-        for lang, paths in files.items():
-            counts = []
-            for doc in iter_documents(paths, one_doc_per_line=settings.one_doc_per_line):
-                counts.append(len(doc))
-                bar.update()
-            doc_sentences[lang] = np.asarray(counts, dtype=np.int64)
-    if not sum(int(c.sum()) for c in doc_sentences.values()):
+    first = list(itertools.accumulate((len(files[g]) for g in langs), initial=0))
+    lang_pieces = {g: list(range(first[i], first[i + 1])) for i, g in enumerate(langs)}
+    n_docs = {g: sum(pieces[p]["documents"] for p in lang_pieces[g]) for g in langs}
+    n_sentences = {g: sum(pieces[p]["sentences"] for p in lang_pieces[g]) for g in langs}
+    if not sum(n_sentences.values()):
         raise MaskedLMError(f"{files[langs[0]][0]}: empty corpus (no sentences)")
-    held = _choose_held_out(doc_sentences, settings, valid_rng)
-    train_sentences = {g: int(c.sum() - c[held[g]].sum()) for g, c in doc_sentences.items()}
-    train_docs = {g: len(c) - len(held[g]) for g, c in doc_sentences.items()}
+    held = _choose_held_out(n_docs, settings, valid_rng)
+    held_sentences = {g: _held_sentences(lang_pieces[g], pieces, work, dtype, held[g])
+                      for g in langs}
+    train_sentences = {g: n_sentences[g] - held_sentences[g] for g in langs}
+    train_docs = {g: n_docs[g] - len(held[g]) for g in langs}
     plan = _plan(train_sentences, train_docs, settings)
 
-    dtype = np.dtype(np.uint16 if tok.vocab_size <= 65535 else np.uint32)
-    writers = [_SplitWriter(directory, split, dtype, len(langs)) for split in SPLITS]
-    unigram = np.zeros(tok.vocab_size, dtype=np.int64)
-    # special tokens written literally in the text ("[CLS]") become [UNK]: in the shards a
-    # special id only ever comes from the instance builder
-    specials = np.array(sorted(tok.special_ids - {tok.unk_id}), dtype=np.int64)
-    buffer: dict[str, list[Any]] = {"text": [], "split": [], "doc": [], "lang": []}
+    streams = {i: _language_docs(i, [(p, work) for p in lang_pieces[g]], dtype, plan.rate(g),
+                                 sample_rng, frozenset(held[g].tolist()))
+               for i, g in enumerate(langs)}
+    targets = {i: plan.target[g] for i, g in enumerate(langs)}
+    writers = [_SplitWriter(directory, split, len(langs), tok.vocab_size) for split in SPLITS]
+    run: list[Any] = []  # [reader, first doc, end doc, split, lang]: consecutive documents
 
     def flush() -> None:
-        if not buffer["text"]:
-            return
-        ids, starts, lengths = tok.encode_flat(buffer["text"])
-        ids[np.isin(ids, specials)] = tok.unk_id
-        split_of, doc_of, lang_of = (
-            np.asarray(buffer[k], dtype=np.int64) for k in ("split", "doc", "lang")
-        )
-        for s, writer in enumerate(writers):
-            sel = split_of == s
-            tok_sel = np.repeat(sel, lengths)
-            writer.append(ids[tok_sel], starts[tok_sel], lengths[sel], doc_of[sel], lang_of[sel])
-            if s == 0:
-                unigram[:] += np.bincount(ids[tok_sel], minlength=tok.vocab_size)
-        for values in buffer.values():
-            values.clear()
+        if run:
+            reader, a, b, split, lang = run
+            for lo, hi in reader.chunks(a, b, COPY_TOKENS):
+                writers[split].append(*reader.documents(lo, hi), lang)
 
-    total = sum(plan.target.values()) + sum(int(c[held[g]].sum()) for g, c in doc_sentences.items())
-    docs = iter_multilingual_documents(
-        files,
-        plan,
-        sample_rng,
-        one_doc_per_line=settings.one_doc_per_line,
-        held_out={g: h.tolist() for g, h in held.items()},
-    )
-    with progress(total, "tokenizing", unit="sentence", enabled=show_progress) as bar:
-        for number, doc in enumerate(docs):
-            n = len(doc.sentences)
-            buffer["text"].extend(doc.sentences)
-            buffer["split"].extend([int(doc.held_out)] * n)
-            buffer["doc"].extend([number] * n)
-            buffer["lang"].extend([langs.index(doc.lang)] * n)
-            if len(buffer["text"]) >= batch_sentences:
-                flush()
-            bar.update(n)
+    for ref in _sampled_docs(streams, targets, sample_rng):
+        split = int(ref.held_out)
+        if run and run[0] is ref.reader and run[2] == ref.doc and run[3] == split:
+            run[2] += 1
+            continue
         flush()
-    counts = {w.split: w.close(directory) for w in writers}
+        run = [ref.reader, ref.doc, ref.doc + 1, split, ref.lang]
+    flush()
+    counts = {w.split: w.close() for w in writers}
     if counts["train"]["tokens"] == 0:
         raise MaskedLMError(f"{files[langs[0]][0]}: corpus gives no tokens for training")
-    np.save(directory / "unigram.npy", unigram)
+    np.save(directory / "unigram.npy", writers[0].unigram)
     plan_info = plan.to_dict()
     for i, lang in enumerate(langs):
         plan_info["languages"][lang]["written"] = {
@@ -396,8 +518,20 @@ def _write_shards(
         "valid_tokens": counts["valid"]["tokens"],
         "languages": plan_info,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "elapsed_s": round(time.perf_counter() - started, 2),
     }
+
+
+def _held_sentences(piece_ids: list[int], pieces: list[dict[str, Any]], work: Path,
+                    dtype: np.dtype, held: np.ndarray) -> int:
+    """Sentence units in the held-out documents (indices over the language's pieces)."""
+    total, start = 0, 0
+    for p in piece_ids:
+        stop = start + pieces[p]["documents"]
+        local = held[(held >= start) & (held < stop)] - start
+        if len(local):
+            total += int(PieceReader(work, p, dtype).doc_sentences[local].sum())
+        start = stop
+    return total
 
 
 def _plan(

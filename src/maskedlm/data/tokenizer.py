@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class Tokenizer:
         self.cls_id, self.sep_id, self.mask_id = ids["cls"], ids["sep"], ids["mask"]
         self.special_ids: frozenset[int] = frozenset(ids.values())
         self.vocab_size: int = hf.get_vocab_size(with_added_tokens=True)
+        self._continuation: np.ndarray | None = _continuation_table(hf, self.vocab_size)
 
     @property
     def hf(self) -> HFTokenizer:
@@ -83,8 +84,21 @@ class Tokenizer:
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch-encode and concatenate: (ids int64, word_starts bool, lengths int64).
 
-        The fast path for data preparation (one array per batch, not per text).
+        The fast path for data preparation (one array per batch, not per text). With
+        BERT's pre-tokenizer and WordPiece a piece continues a word exactly when it carries
+        the ``##`` prefix, so word starts come from a vocabulary table instead of
+        per-token ``word_ids`` (a fifth of the encoding time).
         """
+        if self._continuation is not None:
+            fast = getattr(self._hf, "encode_batch_fast", self._hf.encode_batch)
+            encodings = fast(list(texts), add_special_tokens=False)
+            lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+            n = int(lengths.sum())
+            ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings),
+                              dtype=np.int64, count=n)
+            starts = ~self._continuation[ids]
+            starts[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+            return ids, starts, lengths
         encodings = self._hf.encode_batch(list(texts), add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         n = int(lengths.sum())
@@ -226,6 +240,24 @@ class Tokenizer:
             raise MaskedLMError(f"{file}: {e}") from None
 
 
+def _continuation_table(hf: HFTokenizer, vocab_size: int) -> np.ndarray | None:
+    """Bool (vocab_size,): True for the pieces that continue a word (``##ing``), when the
+    pipeline is BERT's pre-tokenizer with WordPiece; None for any other pipeline.
+
+    Punctuation is a word of its own under BertPreTokenizer, so no word can begin with the
+    prefix: a prefixed piece never starts a word and an unprefixed one always does."""
+    config = json.loads(hf.to_str())
+    model, pre = config.get("model") or {}, config.get("pre_tokenizer") or {}
+    if model.get("type") != "WordPiece" or pre.get("type") != "BertPreTokenizer":
+        return None
+    prefix = model.get("continuing_subword_prefix") or "##"
+    table = np.zeros(vocab_size, dtype=bool)
+    for token, i in hf.get_vocab(with_added_tokens=True).items():
+        if token.startswith(prefix) and len(token) > len(prefix) and i < vocab_size:
+            table[i] = True
+    return table
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
@@ -348,8 +380,11 @@ def _iter_sentences(documents: Iterable[list[str]], batch: int = 1000) -> Iterat
         yield buffer
 
 
+LIMIT_ALPHABET = 1000  # as Hugging Face's BertWordPieceTokenizer
+
+
 def train_tokenizer(
-    documents: Iterable[list[str]],
+    documents: Iterable[list[str]] | Callable[[], Iterable[list[str]]],
     *,
     vocab_size: int = 30000,
     lowercase: bool = False,
@@ -361,23 +396,50 @@ def train_tokenizer(
     30,000 is BERT's vocabulary size (Devlin et al. 2019); the alphabet is limited to the
     1,000 most frequent characters, as Hugging Face's BertWordPieceTokenizer.
 
-    >>> tok = train_tokenizer(iter_documents(["corpus.txt"]), vocab_size=8000)  # doctest: +SKIP
+    The same corpus and ``vocab_size`` give the same vocabulary in every run. The
+    ``tokenizers`` trainer breaks ties between equally frequent merges by token id, and
+    numbers the continuation pieces (``##a``) in hash-map order, so on its own the set of
+    pieces that make the cut changes from run to run. Here a first, cheap pass (no merges)
+    finds those continuation pieces and the second pass is given them in sorted order up
+    front, which fixes every id the tie-breaking sees. Not covered: a corpus with more
+    than 1,000 distinct characters whose 1,000th most frequent characters tie, where the
+    trainer's alphabet cut itself is unordered. Training reads ``documents`` twice: pass a
+    function returning a fresh iterable to stream a large corpus (a one-shot iterator is
+    held in memory).
+
+    >>> tok = train_tokenizer(lambda: iter_documents(["corpus.txt"]), vocab_size=8000)  # doctest: +SKIP
     """
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise MaskedLMError(f"--vocab-size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
+    if callable(documents):
+        stream = documents
+    else:
+        held = documents if isinstance(documents, Sequence) else list(documents)
+        stream = lambda: held  # noqa: E731
     special = dict(SPECIAL_TOKENS)
+    # pass 1: the alphabet and its continuation pieces only (the trainer stops before merging)
+    alphabet = _train(stream(), special, [], 1, lowercase, min_frequency, show_progress)
+    pieces = sorted(t for t in alphabet.get_vocab() if t.startswith("##"))
+    hf = _train(stream(), special, pieces, vocab_size, lowercase, min_frequency, show_progress)
+    if hf.get_vocab_size() <= len(special):
+        raise MaskedLMError("corpus: too little text to train a tokenizer")
+    hf = _wordpiece(_canonical_ids(hf.get_vocab(), special), lowercase, special)
+    return Tokenizer(hf, lowercase=lowercase, special=special)
+
+
+def _train(documents: Iterable[list[str]], special: dict[str, str], first: list[str],
+           vocab_size: int, lowercase: bool, min_frequency: int,
+           show_progress: bool) -> HFTokenizer:
+    """One run of the WordPiece trainer; ``first`` tokens get the ids after the specials."""
     hf = HFTokenizer(models.WordPiece(unk_token=special["unk"], continuing_subword_prefix="##"))
     _bert_pipeline(hf, lowercase, special)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
         show_progress=show_progress,
-        special_tokens=list(special.values()),  # ids 0..4 in this order
-        limit_alphabet=1000,
+        special_tokens=[*special.values(), *first],  # ids 0..4 in this order, then `first`
+        limit_alphabet=LIMIT_ALPHABET,
         continuing_subword_prefix="##",
     )
     hf.train_from_iterator(_iter_sentences(documents), trainer=trainer)
-    if hf.get_vocab_size() <= len(special):
-        raise MaskedLMError("corpus: too little text to train a tokenizer")
-    hf = _wordpiece(_canonical_ids(hf.get_vocab(), special), lowercase, special)
-    return Tokenizer(hf, lowercase=lowercase, special=special)
+    return hf
