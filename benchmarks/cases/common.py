@@ -176,9 +176,9 @@ def pretrain_shards(data_root: Path) -> Path:
 
 def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme: str | None = None,
                  pack: bool = False):
+    from maskedlm.data.batches import PretrainBatches
     from maskedlm.data.masking import MaskingConfig
     from maskedlm.data.shards import ShardSet
-    from maskedlm.data.batches import PretrainBatches
     from maskedlm.train import DistInfo
     shards = ShardSet.load(pretrain_shards(data_root))
     tok = shards.tokenizer()
