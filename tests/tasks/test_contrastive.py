@@ -136,3 +136,63 @@ def test_finetune_contrastive_cli_writes_a_run_that_encodes_as_trained(encoder, 
     # and it moved away from the raw encoder
     raw = maskedlm.load(encoder, warn_fresh=False).encode(texts, pool="max", normalize=True)
     assert not np.allclose(v, raw, atol=1e-3)
+
+
+DDP_WORKER = r'''
+import json, sys
+import torch
+import torch.distributed as dist
+
+rank, world = int(sys.argv[1]), int(sys.argv[2])
+encoder, init, data, out = sys.argv[3:7]
+dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+import maskedlm
+from maskedlm.checkpoint import load_model
+from maskedlm.tasks.common import TaskModel
+from maskedlm.tasks.contrastive import ContrastiveTask, PairExample
+
+rows = json.load(open(data))
+n = len(rows) // world
+ex = [PairExample(*r, where="x") for r in rows[rank * n:(rank + 1) * n]]
+task = ContrastiveTask(chunk=3, grad_cache=True, encoder_dropout=0.0, matryoshka=[8])
+pretrained, _ = load_model(encoder, warn_fresh=False)
+tok = maskedlm.load(encoder, warn_fresh=False).tokenizer
+model = TaskModel(pretrained.bert, task.make_head(pretrained.config)).train()
+batch = task.collate(task.featurize(ex, tok, 32), tok.pad_id, None)
+loss = task.loss(model, batch)
+loss.backward()
+names = [k for k, p in model.named_parameters() if p.grad is not None]
+flat = torch.cat([model.get_parameter(k).grad.flatten() for k in names] + [loss.detach()[None]])
+dist.all_reduce(flat)  # what DDP does with the gradients (a sum here; DDP's mean x world)
+if rank == 0:
+    torch.save({"names": names, "flat": flat}, out)
+dist.destroy_process_group()
+'''
+
+
+def test_two_process_gloo_gathers_negatives_as_one_process_with_the_whole_batch(encoder, tmp_path):
+    """2 ranks x 5 triples: the summed loss and gradients equal one process with all 10
+    (every rank's positives and hard negatives are each anchor's candidates, and the
+    gradients of another rank's vectors flow back to it)."""
+    import os
+    import subprocess
+    import sys
+
+    rows = [[e.anchor, e.positive, e.negative] for e in triples(10)]
+    (tmp_path / "data.json").write_text(json.dumps(rows))
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(r), "2", str(encoder),
+                               str(tmp_path / "init"), str(tmp_path / "data.json"),
+                               str(tmp_path / "out.pt")], env=env, stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    ddp = torch.load(tmp_path / "out.pt")
+
+    task = ContrastiveTask(chunk=3, grad_cache=True, matryoshka=[8])
+    model, batch = model_and_batch(encoder, task, [PairExample(*r, where="x") for r in rows], 0.0)
+    loss, grads = loss_and_grads(model, task, batch)
+    assert float(ddp["flat"][-1]) == pytest.approx(loss, rel=1e-5)
+    one = torch.cat([grads[k].flatten() for k in ddp["names"]])
+    torch.testing.assert_close(ddp["flat"][:-1], one, rtol=1e-4, atol=1e-6)
