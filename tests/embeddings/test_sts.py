@@ -83,3 +83,26 @@ def test_stsb_dev_spearman_agrees_with_sentence_transformers_evaluator():
     assert ours["spearman"] == pytest.approx(100 * theirs["sts-dev_spearman_cosine"], abs=0.1)
     assert ours["pearson"] == pytest.approx(100 * theirs["sts-dev_pearson_cosine"], abs=0.1)
     assert ours["spearman"] > 80  # the published figure for this model is about 82
+
+
+def test_scorecard_stsb_and_stsb_simcse_on_tiny_files(tmp_path):
+    from maskedlm.scorecard import scorecard
+
+    words = "a cat dog sat ran the sun moon red blue on mat".split()
+    enc = save_tiny_encoder(tmp_path / "enc", words)
+    root = tmp_path / "data"
+    (root / "stsb").mkdir(parents=True)
+    (root / "gutenberg").mkdir()
+    rng = np.random.default_rng(0)
+    lines = [f"main-captions\tMSRvid\t2012test\t{i:04d}\t{rng.uniform(0, 5):.2f}\t"
+             f"{' '.join(rng.choice(words, 5))}\t{' '.join(rng.choice(words, 6))}" for i in range(30)]
+    (root / "stsb" / "sts-dev.csv").write_text("\n".join(lines) + "\n")
+    (root / "gutenberg" / "gutenberg_valid.txt").write_text(
+        "\n".join(" ".join(rng.choice(words, 8)).capitalize() + "." for _ in range(100)) + "\n")
+    card = scorecard(enc, ["stsb", "stsb-simcse"], quick=True, data_root=root, log=lambda s: None,
+                     out=tmp_path / "card", limit=64)
+    raw, simcse = card["tasks"]["stsb"], card["tasks"]["stsb-simcse"]
+    assert raw["eval_examples"] == simcse["eval_examples"] == 30
+    assert -1 <= raw["score"] <= 1 and -1 <= simcse["score"] <= 1
+    assert simcse["train_examples"] == 64 and simcse["steps"] == 1
+    assert simcse["score"] != raw["score"]  # the SimCSE stage changed the vectors

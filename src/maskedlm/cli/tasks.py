@@ -178,7 +178,7 @@ def _contrastive(p: argparse.ArgumentParser) -> None:
                    help="sentences per forward pass, sorted by length")
     p.add_argument("--grad-cache", action=argparse.BooleanOptionalAction, default=None,
                    help="gradient cache (Gao et al. 2021): memory of one chunk, not of the "
-                        "batch (default: when a batch holds more than one chunk)")
+                        "batch (default: when a batch holds more than 4 chunks)")
     p.add_argument("--encoder-dropout", type=float, default=0.1,
                    help="dropout of the encoder while training (SimCSE's positives differ by "
                         "their dropout masks)")

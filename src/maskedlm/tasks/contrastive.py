@@ -366,7 +366,7 @@ class ContrastiveTask:
         self.temperature = temperature
         self.matryoshka = sorted({int(d) for d in matryoshka}, reverse=True)
         self.chunk = chunk
-        self.grad_cache = grad_cache  # None: when a batch holds more than one chunk
+        self.grad_cache = grad_cache  # None: when a batch holds more than 4 chunks
         self.encoder_dropout = encoder_dropout
         self.format = format
         self._dropout_set: int | None = None
@@ -432,7 +432,9 @@ class ContrastiveTask:
                 "counts": torch.tensor([len(feats), len(negatives)])}
 
     def _use_cache(self, n: int) -> bool:
-        return self.grad_cache if self.grad_cache is not None else n > self.chunk
+        # the cache costs a second forward pass (about a third more compute): worth it
+        # only when one graph over the whole batch would not fit
+        return self.grad_cache if self.grad_cache is not None else n > 4 * self.chunk
 
     def loss(self, model: TaskModel, batch: Batch) -> torch.Tensor:
         if self.encoder_dropout is not None and self._dropout_set != id(model):
