@@ -28,6 +28,7 @@ import gzip
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models import kernels
 from maskedlm.models.config import ModelConfig
-from maskedlm.tasks.common import Batch, Feature, TaskModel, pad, warn_truncated
+from maskedlm.tasks.common import Batch, Feature, TaskModel, pad
 
 POOLS = ("mean", "cls", "max")
 SIMCSE_TEMPERATURE = 0.05  # Gao, Yao & Chen 2021, sec. 3 (and sentence-transformers' scale 20)
@@ -414,7 +415,9 @@ class ContrastiveTask:
             # sentences makes length a shortcut the negatives no longer cover).
             feats.append({"input_ids": [0], "anchor": seqs[0], "positive": seqs[1],
                           "negative": seqs[2]})
-        warn_truncated(cut, len(texts), max_length, "sentences")
+        if cut:
+            warnings.warn(f"{cut} of {len(texts)} sentences exceed --max-length {max_length} "
+                          "subwords and were truncated", stacklevel=2)
         return feats
 
     def make_head(self, config: ModelConfig) -> nn.Module:
