@@ -85,7 +85,7 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
         raise MaskedLMError(f"--pool must be one of {', '.join(ST_POOLS)}, got {pool!r}")
     sentence = _sentence_run(model)
     if sentence is not None:  # a contrastive run: exported as it was trained
-        if pool != sentence.get("pool", "mean"):
+        if pool not in ("mean", sentence.get("pool", "mean")):  # mean: the CLI default
             warnings.warn(f"{model} was trained with {sentence.get('pool')} pooling; "
                           f"exporting with it, not --pool {pool}", stacklevel=2)
         pool, normalize = sentence.get("pool", "mean"), True

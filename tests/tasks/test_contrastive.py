@@ -109,15 +109,28 @@ def write_pairs(path, n: int, seed: int = 0, columns: int = 2):
     return path
 
 
-def test_finetune_contrastive_cli_writes_a_run_that_encodes_as_trained(encoder, tmp_path, capsys):
-    pairs = write_pairs(tmp_path / "pairs.tsv", 24, columns=3)
-    out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "finetune", "contrastive", "--model", encoder,
-                                "--train", pairs, "--dev-fraction", "0.25", "--out", out,
-                                "--batch-size", "6", "--chunk", "4", "--epochs", "2",
-                                "--lr", "1e-3", "--pool", "max", "--matryoshka", "16,8",
-                                "--no-progress")
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def trained(encoder, tmp_path_factory):
+    """One CLI run on triples (max pooling, Matryoshka 16,8): (run dir, its stdout)."""
+    from maskedlm.cli import main
+
+    d = tmp_path_factory.mktemp("run")
+    pairs = write_pairs(d / "pairs.tsv", 24, columns=3)
+    out = d / "run"
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main([str(x) for x in ("finetune", "contrastive", "--model", encoder, "--train", pairs,
+                                      "--dev-fraction", "0.25", "--out", out, "--batch-size", "6",
+                                      "--chunk", "4", "--epochs", "2", "--lr", "1e-3", "--pool",
+                                      "max", "--matryoshka", "16,8", "--no-progress")])
+    assert code == 0
+    return out, buf.getvalue()
+
+
+def test_finetune_contrastive_cli_writes_a_run_that_encodes_as_trained(encoder, trained):
+    out, stdout = trained
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["task"] == "contrastive" and "retrieval_accuracy" in summary["dev"]
     meta = json.loads((out / "task.json").read_text())
@@ -136,6 +149,49 @@ def test_finetune_contrastive_cli_writes_a_run_that_encodes_as_trained(encoder, 
     # and it moved away from the raw encoder
     raw = maskedlm.load(encoder, warn_fresh=False).encode(texts, pool="max", normalize=True)
     assert not np.allclose(v, raw, atol=1e-3)
+
+
+def test_export_st_and_onnx_keep_pooling_normalisation_and_name_matryoshka(trained, tmp_path):
+    from maskedlm.export import export_onnx, export_st
+
+    out, _ = trained
+    texts = sentences(4, seed=7)
+    ours = maskedlm.load(out).encode(texts)
+    st = pytest.importorskip("sentence_transformers")
+    export_st(out, tmp_path / "st")  # --pool left at its default: the run's max pooling wins
+    theirs = st.SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(texts)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)
+    assert "Matryoshka sizes 16, 8" in (tmp_path / "st" / "README.md").read_text()
+    pytest.importorskip("onnxruntime")
+    export_onnx(out, tmp_path / "onnx")
+    onnx_vecs = maskedlm.load(tmp_path / "onnx", backend="onnx").encode(texts)
+    np.testing.assert_allclose(onnx_vecs, ours, atol=1e-4)
+    assert "Matryoshka sizes 16, 8" in (tmp_path / "onnx" / "README.md").read_text()
+
+
+def test_bad_inputs_are_one_line_exit_2(encoder, tmp_path, capsys):
+    one = tmp_path / "one.tsv"
+    one.write_text("only an anchor\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    pairs = write_pairs(tmp_path / "p.tsv", 4)
+    for argv, needle in (
+            (["--train", one], "one.tsv:1: one column"),
+            (["--train", empty], "empty.txt: no sentences"),
+            (["--train", pairs, "--matryoshka", "64,16"], "--matryoshka 64: larger than the model's hidden size 32"),
+            (["--train", pairs, "--matryoshka", "a,b"], "expected sizes like 256,128,64")):
+        code, _, err = run_cli(capsys, "finetune", "contrastive", "--model", encoder,
+                               "--out", tmp_path / "o", "--no-progress", *argv)
+        assert code == 2 and err.count("\n") == 1 and needle in err, err
+
+
+def test_read_nli_makes_one_triple_per_premise_with_both(tmp_path):
+    f = tmp_path / "nli.csv"
+    f.write_text('pairID,sentence1,sentence2,label\n1,"A man, sitting.",He sits.,entailment\n'
+                 '2,"A man, sitting.",He runs.,contradiction\n3,"A man, sitting.",He is old.,neutral\n'
+                 "4,A dog.,An animal.,entailment\n")
+    ex = read_examples(f)  # .csv: NLI by extension
+    assert [(e.anchor, e.positive, e.negative) for e in ex] == [("A man, sitting.", "He sits.", "He runs.")]
 
 
 DDP_WORKER = r'''
