@@ -155,7 +155,8 @@ def _contrastive(p: argparse.ArgumentParser) -> None:
     train = next(a for a in p._actions if a.dest == "train")
     train.required = False
     train.help = ("sentences (.txt: SimCSE, positive = the same sentence under another dropout "
-                  "mask), anchor<TAB>positive[<TAB>negative] pairs (.tsv, .jsonl) or NLI (.csv)")
+                  "mask), anchor<TAB>positive[<TAB>negative] pairs (.tsv, .jsonl) or NLI (.csv) "
+                  "(default: none; --corpus instead)")
     p.add_argument("--corpus", action="append", default=[], metavar="PATH",
                    help="instead of --train: SimCSE on the sentences of a pretraining corpus "
                         "(files, folders, globs; repeatable)")
