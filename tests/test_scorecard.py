@@ -198,7 +198,8 @@ def test_card_on_the_real_datasets(setup, tmp_path):
     card = scorecard(model, quick=True, data_root=root, out=tmp_path / "real", limit=48,
                      log=lambda s: None)
     assert set(card["tasks"]) == {"sst2", "mrpc", "rte", "conll", "upos", "genia", "squad", "wic",
-                                  "wsd"}
+                                  "wsd", "stsb", "stsb-simcse"}
+    assert card["tasks"]["stsb"]["eval_examples"] == 1500
     assert card["tasks"]["squad"]["eval_examples"] == 954  # the last 4 articles
     assert card["tasks"]["sst2"]["eval_examples"] == 872
     assert card["tasks"]["wsd"]["details"]["instances"] == 455

@@ -93,7 +93,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool 
     >>> load("runs/mini-onnx", backend="onnx").encode(["A cat sat."])  # doctest: +SKIP
     """
     check_backend(backend, device)
-    if (Path(path) / "task.json").is_file():
+    sentence = sentence_embedder_defaults(path)
+    if (Path(path) / "task.json").is_file() and sentence is None:
         from maskedlm.tasks import load_task
         return load_task(path, device, backend)
     if backend == "onnx":
@@ -106,7 +107,24 @@ def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool 
     if tokenizer.vocab_size != model.config.vocab_size:
         raise MaskedLMError(f"{ckpt}: tokenizer has {tokenizer.vocab_size} tokens but the "
                             f"embedding table has {model.config.vocab_size}")
-    return MaskedLM(model, tokenizer, ckpt, device, encode_defaults=st_pooling(ckpt))
+    return MaskedLM(model, tokenizer, ckpt, device, encode_defaults=sentence or st_pooling(ckpt))
+
+
+def sentence_embedder_defaults(path: str | Path) -> dict[str, Any] | None:
+    """``encode()`` defaults of a ``finetune contrastive`` run (or its ONNX export): the
+    pooling it was trained with, unit length; None for any other directory."""
+    import json
+
+    task_file = Path(path) / "task.json"
+    if not task_file.is_file():
+        return None
+    try:
+        meta = json.loads(task_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # load_task reports the corrupt file
+    if not isinstance(meta, dict) or meta.get("task") != "contrastive":
+        return None
+    return {"pool": (meta.get("options") or {}).get("pool", "mean"), "normalize": True}
 
 
 def st_pooling(path: Path) -> dict[str, Any]:

@@ -52,7 +52,13 @@ QUANTIZE = ("none", "int8")
 OPSET = 17  # scaled_dot_product_attention exports from opset 14; 17 has LayerNormalization
 _PIPELINE = {"classify": "text-classification", "pair": "text-classification",
              "tag": "token-classification", "spans": "token-classification",
-             "qa": "question-answering"}
+             "qa": "question-answering", "contrastive": "sentence-similarity"}
+
+
+def _sentence_run(model: str | Path) -> dict[str, Any] | None:
+    """The options of a ``finetune contrastive`` run (pooling, Matryoshka sizes), else None."""
+    task = _read_json(Path(model) / "task.json")
+    return task.get("options") or {} if task and task.get("task") == "contrastive" else None
 
 
 # ----------------------------------------------------------------------------- transformers
@@ -80,6 +86,12 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
     """
     if pool not in ST_POOLS:
         raise MaskedLMError(f"--pool must be one of {', '.join(ST_POOLS)}, got {pool!r}")
+    sentence = _sentence_run(model)
+    if sentence is not None:  # a contrastive run: exported as it was trained
+        if pool not in ("mean", sentence.get("pool", "mean")):  # mean: the CLI default
+            warnings.warn(f"{model} was trained with {sentence.get('pool')} pooling; "
+                          f"exporting with it, not --pool {pool}", stacklevel=2)
+        pool, normalize = sentence.get("pool", "mean"), True
     out = Path(out)
     hf_tmp = out.parent / f".{out.name}.hf-{id(out)}"
     try:
@@ -116,7 +128,9 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
         atomic_write_dir(out, write)
     finally:
         shutil.rmtree(hf_tmp, ignore_errors=True)
-    write_model_card(model, out, "export-st", command, st={"pool": pool, "normalize": normalize})
+    write_model_card(model, out, "export-st", command,
+                     st={"pool": pool, "normalize": normalize,
+                         "matryoshka": (sentence or {}).get("matryoshka") or []})
     return out
 
 
@@ -198,7 +212,10 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
         raise MaskedLMError("export-onnx needs onnx and onnxruntime: "
                             "pip install 'maskedlm[onnx]'") from None
     src = Path(model)
-    fine_tuned = (src / "task.json").is_file()
+    # a contrastive run is an encoder: its graph is the encoder's; task.json (pooling,
+    # normalisation) goes beside it, and load(out, backend="onnx").encode pools as trained
+    sentence = _sentence_run(src)
+    fine_tuned = (src / "task.json").is_file() and sentence is None
     if fine_tuned:
         from maskedlm.tasks.finetune import load_task
 
@@ -252,14 +269,17 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
             int8.rename(fp32)
         config.save(tmp / CONFIG_NAME)
         tok.save(tmp)
-        if fine_tuned:
+        if fine_tuned or sentence is not None:
             shutil.copy2(src / "task.json", tmp / "task.json")
         meta = {"maskedlm": __version__, "source": str(src), "inputs": names, "outputs": outputs,
                 "quantize": quantize, "opset": OPSET, "task": fine_tuned}
         (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
 
     atomic_write_dir(Path(out), write)
-    write_model_card(model, Path(out), "export-onnx", command, onnx={"quantize": quantize})
+    write_model_card(model, Path(out), "export-onnx", command, onnx={"quantize": quantize},
+                     st=None if sentence is None else {"pool": sentence.get("pool", "mean"),
+                                                       "normalize": True, "matryoshka":
+                                                       sentence.get("matryoshka") or []})
     return Path(out)
 
 
@@ -373,8 +393,9 @@ def model_card(model: str | Path, kind: str, command: list[str] | None = None,
     if task:
         best = task.get("metrics") or {}
         ft = task.get("finetune") or {}
-        lines += ["", "## Fine-tuning", "", f"Task `{task['task']}` with labels "
-                  + ", ".join(f"`{x}`" for x in task.get("labels", [])) + "."]
+        labels = ", ".join(f"`{x}`" for x in task.get("labels", []))
+        lines += ["", "## Fine-tuning", "", f"Task `{task['task']}`"
+                  + (f" with labels {labels}." if labels else ".")]
         facts = {"best step": best.get("step"), "epochs": ft.get("epochs"), "learning rate": ft.get("lr"),
                  "batch size": ft.get("batch_size"), "max length": task.get("max_length"),
                  "frozen": ft.get("freeze"), "seed": ft.get("seed")}
@@ -392,18 +413,19 @@ def model_card(model: str | Path, kind: str, command: list[str] | None = None,
 def _usage(kind: str, st: dict[str, Any] | None, onnx: dict[str, Any] | None,
            task: dict[str, Any] | None) -> list[str]:
     if kind == "export-st":
-        norm = ", normalised to unit length" if (st or {}).get("normalize") else ""
-        return [f"Sentence vectors: {(st or {}).get('pool', 'mean')} pooling of the last layer{norm}.",
-                "", "```python", "from sentence_transformers import SentenceTransformer",
+        return [*_sentence_usage(st), "", "```python", "from sentence_transformers import SentenceTransformer",
                 'model = SentenceTransformer("PATH")',
                 'vectors = model.encode(["A cat sat on the mat.", "A dog lay on the rug."])',
                 "```"]
     if kind == "export-onnx":
+        pre = [*_sentence_usage(st), ""] if st else []
+        if st:  # a contrastive run's encoder: pooled and normalised by encode()
+            task = None
         q = (onnx or {}).get("quantize", "none")
         what = "encoder and task head (`logits`)" if task else "encoder (`last_hidden_state`, `hidden_states`)"
         call = ('load("PATH", backend="onnx").predict("A gripping film.")' if task
                 else 'load("PATH", backend="onnx").encode(["A cat sat on the mat."])')
-        return [f"An ONNX graph of the {what}; weights {'int8 (dynamic quantization)' if q == 'int8' else 'fp32'};"
+        return [*pre, f"An ONNX graph of the {what}; weights {'int8 (dynamic quantization)' if q == 'int8' else 'fp32'};"
                 " dynamic batch and sequence axes.", "", "```python", "from maskedlm import load",
                 call, "```", "", "or `maskedlm " + ("predict PATH TEXT" if task else
                                                     "embed PATH --input FILE --out X.npy")
@@ -415,6 +437,18 @@ def _usage(kind: str, st: dict[str, Any] | None, onnx: dict[str, Any] | None,
     return ["```python", "from transformers import pipeline",
             'fill = pipeline("fill-mask", model="PATH")', 'fill("The capital of France is [MASK].")',
             "```"]
+
+
+def _sentence_usage(st: dict[str, Any] | None) -> list[str]:
+    """How the sentence vectors are made (pooling, normalisation, Matryoshka sizes)."""
+    st = st or {}
+    norm = ", normalised to unit length" if st.get("normalize") else ""
+    lines = [f"Sentence vectors: {st.get('pool', 'mean')} pooling of the last layer{norm}."]
+    if st.get("matryoshka"):
+        sizes = ", ".join(str(d) for d in st["matryoshka"])
+        lines += ["", f"Trained with Matryoshka sizes {sizes} (Kusupati et al. 2022): the first "
+                  "d dimensions of a vector, renormalised, are a d-dimensional embedding."]
+    return lines
 
 
 def _round(v: Any) -> Any:

@@ -37,7 +37,7 @@ class TaskSpec:
     """One task of the card: data files under the data root, the metric and the budget."""
 
     name: str
-    kind: str  # classify | pair | tag | spans | qa | wic | wsd
+    kind: str  # classify | pair | tag | spans | qa | wic | wsd | sts | simcse
     metric: str
     files: dict[str, str]  # split -> path under the data root
     epochs: float = 3.0
@@ -77,6 +77,14 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
                                   "gold": "wsd/semeval2007/semeval2007.gold.key.txt"},
              train_limit=None, quick_limit=12_000,
              reported="SemEval-2007 (centroids from SemCor)"),
+    TaskSpec("stsb", "sts", "spearman", {"eval": "stsb/sts-dev.csv"},
+             reported="official dev, raw encoder, mean pooling (Spearman / 100)"),
+    # SimCSE (Gao, Yao & Chen 2021) on Gutenberg sentences of 5..64 words (the held-out
+    # text of the pretraining corpus), one epoch at batch 64 and 32 tokens
+    TaskSpec("stsb-simcse", "simcse", "spearman",
+             {"train": "gutenberg/gutenberg_valid.txt", "eval": "stsb/sts-dev.csv"},
+             epochs=1, quick_epochs=1, train_limit=20_000, quick_limit=5_000, max_length=32,
+             reported="official dev after a fixed unsupervised SimCSE stage (Spearman / 100)"),
 )}
 DEFAULT_TASKS = tuple(TASKS)
 
@@ -216,6 +224,39 @@ def _wsd(spec: TaskSpec, model: str, files: dict[str, Path], quick: bool,
             "train_examples": len(sentences), "selected_on": "nothing to select (1-NN)"}
 
 
+def _sts(spec: TaskSpec, model: str, files: dict[str, Path], device: str) -> dict[str, Any]:
+    from maskedlm.api import load
+    from maskedlm.embeddings.sts import evaluate_sts, read_sts
+
+    result = evaluate_sts(load(model, device=device, warn_fresh=False), read_sts(files["eval"]),
+                          pool="mean")
+    return {"score": result["spearman"] / 100, "details": result, "eval_examples": result["pairs"],
+            "selected_on": "nothing to select (cosine of mean-pooled vectors)"}
+
+
+def _simcse(spec: TaskSpec, model: str, files: dict[str, Path], work: Path, quick: bool,
+            limit: int | None, hp: dict[str, Any], progress: bool, device: str) -> dict[str, Any]:
+    from maskedlm.api import load
+    from maskedlm.embeddings.sts import evaluate_sts, read_sts
+    from maskedlm.tasks.contrastive import ContrastiveTask, corpus_sentences
+    from maskedlm.tasks.finetune import FinetuneConfig, finetune
+
+    n = _limit(spec, quick, limit)
+    sentences = corpus_sentences([str(files["train"])], n, np.random.default_rng([hp["seed"], 11]))
+    epochs = spec.quick_epochs if quick else spec.epochs
+    # SimCSE's recipe: batch 64, no weight decay, linear decay; lr as the card's for the width
+    cfg = FinetuneConfig(epochs=epochs, lr=hp["lr"], batch_size=64, max_length=spec.max_length,
+                         warmup_ratio=0.0, weight_decay=0.0, seed=hp["seed"], progress=progress,
+                         eval_every=10**9, device=device)
+    out = work / spec.name
+    summary = finetune(ContrastiveTask(), model, sentences, None, out, cfg)
+    result = evaluate_sts(load(out, device=device), read_sts(files["eval"]))
+    return {"score": result["spearman"] / 100, "details": result, "eval_examples": result["pairs"],
+            "train_examples": len(sentences), "steps": summary["steps"], "epochs": epochs,
+            "lr": cfg.lr, "train_examples_per_s": summary["train_examples_per_s"],
+            "selected_on": "nothing to select (the last step of a fixed stage)"}
+
+
 # ----------------------------------------------------------------------------- the card
 def random_init_twin(model: str, out: Path, seed: int = 0) -> Path:
     """A checkpoint with ``model``'s architecture and tokenizer and freshly initialised
@@ -289,6 +330,10 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
             row = _wic(spec, model, resolved[spec.name], quick, limit, device)
         elif spec.kind == "wsd":
             row = _wsd(spec, model, resolved[spec.name], quick, limit, device)
+        elif spec.kind == "sts":
+            row = _sts(spec, model, resolved[spec.name], device)
+        elif spec.kind == "simcse":
+            row = _simcse(spec, model, resolved[spec.name], work, quick, limit, hp, progress, device)
         else:
             row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress,
                              device, cfg.max_position_embeddings)

@@ -195,6 +195,28 @@ def run_wic(a: argparse.Namespace) -> int:
     return 0
 
 
+def run_sts(a: argparse.Namespace) -> int:
+    from maskedlm.embeddings.sts import evaluate_sts, read_sts
+
+    rng = None
+    if a.score_range:
+        try:
+            lo, hi = (float(x) for x in a.score_range.split(","))
+        except ValueError:
+            raise MaskedLMError(f"--score-range {a.score_range!r}: expected LO,HI") from None
+        rng = (lo, hi)
+    pairs = read_sts(a.data, rng)
+    model = _load(a)
+    kw = _run_kw(a)
+    if a.pool:
+        kw["pool"] = a.pool
+    t0 = time.perf_counter()
+    result = evaluate_sts(model, pairs, **kw)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    _print(a, result)
+    return 0
+
+
 def run_words(a: argparse.Namespace) -> int:
     from maskedlm.embeddings.similarity import evaluate_word_pairs
 
@@ -350,6 +372,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--corpus", action="append", required=True, metavar="PATH",
                    help="text the words' contexts come from (repeatable)")
     w.add_argument("--max-occurrences", type=int, default=10, help="contexts averaged per word")
+
+    w = simsub.add_parser("sts", help="sentence similarity: Spearman/Pearson x100 of cosine vs "
+                                      "gold (STS-B, or sentence1<TAB>sentence2<TAB>score)")
+    w.add_argument("model", help="a contrastive run, a sentence-transformers directory, a run, a "
+                                 "checkpoint or a Hugging Face BERT or ModernBert directory")
+    w.add_argument("--data", required=True, help="STS-B file (sts-dev.csv) or a 3-column TSV")
+    w.add_argument("--pool", choices=["mean", "cls", "max"], default=None,
+                   help="sentence vector (default: as the model was trained; mean for a raw encoder)")
+    w.add_argument("--score-range", default=None, metavar="LO,HI",
+                   help="gold scores of a 3-column TSV must lie in it (default: any; STS-B: 0,5)")
+    w.add_argument("--json", action="store_true", help="print JSON")
+    _run_args(w)
+    w.set_defaults(func=run_sts)
 
     p = sub.add_parser("wsd", help="1-nearest-neighbour word sense disambiguation")
     wsub = p.add_subparsers(dest="wsd_cmd", required=True)

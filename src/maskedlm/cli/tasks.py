@@ -111,6 +111,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SQuAD v2.0: after training, pick the null threshold with the best dev F1")
     p.set_defaults(func=run_finetune, max_length=384, epochs=2.0)
 
+    p = fsub.add_parser("contrastive", help="sentence embeddings: SimCSE, pairs, NLI triples "
+                                             "(in-batch negatives, gradient cache)")
+    _common(p)
+    _contrastive(p)
+    # SimCSE's settings (Gao, Yao & Chen 2021, sec. 3 and appendix A): lr 3e-5, batch 64,
+    # 32 tokens, one epoch
+    for action in p._actions:
+        action.default = {"lr": 3e-5, "batch_size": 64, "max_length": 32,
+                          "epochs": 1.0}.get(action.dest, action.default)
+    p.set_defaults(func=run_finetune)
+
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned run on a labelled file")
     p.add_argument("run", help="a fine-tuned run directory")
     p.add_argument("--data", required=True, help="labelled file in the training format")
@@ -139,6 +150,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
+def _contrastive(p: argparse.ArgumentParser) -> None:
+    """``finetune contrastive``: --train is a sentence, pair/triple or NLI file, or --corpus."""
+    train = next(a for a in p._actions if a.dest == "train")
+    train.required = False
+    train.help = ("sentences (.txt: SimCSE, positive = the same sentence under another dropout "
+                  "mask), anchor<TAB>positive[<TAB>negative] pairs (.tsv, .jsonl) or NLI (.csv) "
+                  "(default: none; --corpus instead)")
+    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="instead of --train: SimCSE on the sentences of a pretraining corpus "
+                        "(files, folders, globs; repeatable)")
+    p.add_argument("--max-sentences", type=int, default=100000,
+                   help="with --corpus: a uniform sample of this many sentences (5..64 words)")
+    p.add_argument("--format", choices=["auto", "sentences", "pairs", "nli"], default="auto",
+                   help="of --train/--dev; nli: SNLI/MultiNLI CSV -> (premise, entailment, "
+                        "contradiction) triples; auto: by extension (.txt, .tsv/.jsonl, .csv)")
+    p.add_argument("--dev-fraction", type=float, default=0.0,
+                   help="hold out this seeded share of the training pairs as the dev split "
+                        "(instead of --dev)")
+    p.add_argument("--pool", choices=["mean", "cls", "max"], default="mean",
+                   help="sentence vector from the last layer (unit length)")
+    p.add_argument("--temperature", type=float, default=0.05,
+                   help="of the InfoNCE softmax (SimCSE's 0.05 = sentence-transformers' scale 20)")
+    p.add_argument("--matryoshka", default="", metavar="D,D,..",
+                   help="also train the first D dimensions as embeddings, e.g. 256,128,64 "
+                        "(default: none)")
+    p.add_argument("--chunk", type=int, default=64,
+                   help="sentences per forward pass, sorted by length")
+    p.add_argument("--grad-cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="gradient cache (Gao et al. 2021): memory of one chunk, not of the "
+                        "batch (default: when a batch holds more than 4 chunks)")
+    p.add_argument("--encoder-dropout", type=float, default=0.1,
+                   help="dropout of the encoder while training (SimCSE's positives differ by "
+                        "their dropout masks)")
+
+
+def _matryoshka(spec: str) -> list[int]:
+    try:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise MaskedLMError(f"--matryoshka {spec!r}: expected sizes like 256,128,64") from None
+
+
 def _backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run a directory written by `maskedlm export-onnx` from the run, "
@@ -153,6 +206,10 @@ def _task_options(a: argparse.Namespace) -> dict[str, Any]:
                 "pool": a.pool}
     if a.task == "tag":
         return {"label_subwords": a.label_subwords, "viterbi": a.viterbi, "dropout": a.dropout}
+    if a.task == "contrastive":
+        return {"pool": a.pool, "temperature": a.temperature, "matryoshka": _matryoshka(a.matryoshka),
+                "chunk": a.chunk, "grad_cache": a.grad_cache, "encoder_dropout": a.encoder_dropout,
+                "format": a.format}
     if a.task == "qa":
         return {"doc_stride": a.doc_stride, "max_query_length": a.max_query_length,
                 "max_answer_length": a.max_answer_length, "threshold": a.null_threshold}
@@ -175,6 +232,8 @@ def run_finetune(a: argparse.Namespace) -> int:
     train, dev_data = a.train, a.dev
     if getattr(a, "dev_articles", 0):
         train, dev_data = _hold_out_articles(task, a.train, a.dev, a.dev_articles)
+    if a.task == "contrastive":
+        train, dev_data = _contrastive_data(task, a)
     summary = finetune(task, a.model, train, dev_data, a.out, cfg)
     dev = {k: v for k, v in summary["best"].get("dev", {}).items() if k != "per_type"}
     if getattr(a, "calibrate", False):
@@ -185,6 +244,29 @@ def run_finetune(a: argparse.Namespace) -> int:
                       "best_step": summary["best"]["step"], "dev": dev,
                       "train_examples_per_s": summary["train_examples_per_s"]}))
     return 0
+
+
+def _contrastive_data(task: Any, a: argparse.Namespace) -> tuple[Any, Any]:
+    """--train or --corpus; --dev or a --dev-fraction held out of the training pairs."""
+    import numpy as np
+
+    from maskedlm.tasks.contrastive import corpus_sentences
+
+    if bool(a.train) == bool(a.corpus):
+        raise MaskedLMError("finetune contrastive: give --train FILE or --corpus PATH (one of them)")
+    rng = np.random.default_rng(a.seed)
+    train = task.read(a.train) if a.train else corpus_sentences(a.corpus, a.max_sentences, rng)
+    if not a.dev_fraction:
+        return train, a.dev
+    if a.dev or not 0 < a.dev_fraction < 1:
+        raise MaskedLMError("--dev-fraction must be in (0, 1) and excludes --dev")
+    order = rng.permutation(len(train))
+    n_dev = max(1, int(round(a.dev_fraction * len(train))))
+    if n_dev >= len(train):
+        raise MaskedLMError(f"--dev-fraction {a.dev_fraction} leaves no training pairs")
+    held = set(order[:n_dev].tolist())
+    return ([e for i, e in enumerate(train) if i not in held],
+            [e for i, e in enumerate(train) if i in held])
 
 
 def _hold_out_articles(task: Any, train: str, dev: str | None, n: int) -> tuple[list, list]:

@@ -54,7 +54,7 @@ TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
 METRICS_FILE = "metrics.jsonl"
 PREDICTIONS_FILE = "predictions.json"
-KINDS = ("classify", "pair", "tag", "spans", "qa")
+KINDS = ("classify", "pair", "tag", "spans", "qa", "contrastive")
 
 
 @dataclass
@@ -139,6 +139,9 @@ def make_task(kind: str, labels: list[str] | None = None, **options: Any) -> Tas
         return SpanTask(labels=labels, **options)
     if kind == "qa":
         return QATask(labels=labels, **options)
+    if kind == "contrastive":  # sentence embeddings (tasks/contrastive.py)
+        from maskedlm.tasks.contrastive import ContrastiveTask
+        return ContrastiveTask(labels=labels, **options)
     raise MaskedLMError(f"unknown task {kind!r}; choose one of {', '.join(KINDS)}")
 
 
