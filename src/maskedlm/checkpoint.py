@@ -34,6 +34,8 @@ from safetensors.torch import load_file, save_file
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.models.rtd import CONFIG_KEY as RTD_CONFIG_KEY
+from maskedlm.models.rtd import RtdForPreTraining
 
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
@@ -52,7 +54,8 @@ _LAYER_TO_HF = {
     "output.": "output.dense.",
     "LayerNorm.": "output.LayerNorm.",
 }
-_TIED = ("cls.predictions.decoder_weight", "cls.span_boundary.decoder_weight")
+_TIED = ("cls.predictions.decoder_weight", "cls.span_boundary.decoder_weight",
+         "generator.cls.predictions.decoder_weight")  # the RTD generator's (models/rtd.py)
 # ModernBERT: our key prefix -> ModernBertForMaskedLM's (first match wins, both ways);
 # inside the encoder the names are transformers' own (models/modernbert.py).
 _MODERNBERT_TO_HF = (
@@ -406,6 +409,49 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
     if fresh and warn_fresh:
         warnings.warn(f"{wfile}: no weights for the {', '.join(fresh)} head(s); "
                       "they are freshly initialised", stacklevel=2)
+    return model, ckpt
+
+
+def is_rtd_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` holds a replaced-token detection run: its config's ``rtd`` entry
+    and the generator's weights (a fine-tuned copy keeps the entry, not the generator)."""
+    ckpt = resolve_checkpoint_dir(path)
+    try:
+        raw = json.loads((ckpt / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    if not isinstance(raw.get(RTD_CONFIG_KEY), dict) or not (ckpt / WEIGHTS_NAME).is_file():
+        return False
+    from safetensors import safe_open
+    try:
+        with safe_open(str(ckpt / WEIGHTS_NAME), framework="pt") as f:
+            return any(k.startswith("generator.") for k in f.keys())  # noqa: SIM118
+    except (SafetensorError, OSError):
+        return False
+
+
+def load_rtd_model(path: str | Path, config_overrides: dict[str, Any] | None = None
+                   ) -> tuple[RtdForPreTraining, Path]:
+    """The generator and discriminator of a replaced-token detection run (to resume it,
+    or for fill-mask with its generator); :func:`load_model` reads the same checkpoint
+    as a plain encoder."""
+    ckpt = resolve_checkpoint_dir(path)
+    config = read_config(ckpt)
+    for k, v in (config_overrides or {}).items():
+        setattr(config, k, v)
+    model = RtdForPreTraining.from_config(config)
+    raw, wfile = read_weights(ckpt)
+    state = from_hf_state_dict(raw, config.arch)
+    expected = model.state_dict()
+    for key, t in state.items():
+        if key in expected and tuple(expected[key].shape) != tuple(t.shape):
+            raise MaskedLMError(f"{wfile}: tensor {key} has shape {tuple(t.shape)}, "
+                                f"config.json implies {tuple(expected[key].shape)}")
+    missing = [k for k in expected if k not in state and k not in _TIED]
+    if missing:
+        raise MaskedLMError(f"{wfile}: missing tensor {missing[0]} of the replaced-token "
+                            "detection model" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     return model, ckpt
 
 
