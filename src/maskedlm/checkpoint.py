@@ -138,6 +138,17 @@ def from_modernbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
     return out
 
 
+def from_electra_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers' ``ElectraForPreTraining`` names (embeddings as wide as the encoder)
+    -> those of our replaced-token detection model's discriminator (models/rtd.py)."""
+    if any(k.startswith("electra.embeddings_project.") for k in state):
+        raise MaskedLMError("an ELECTRA discriminator with embeddings narrower than its encoder "
+                            "(embeddings_project) has no equivalent here")
+    renamed = {("bert." + k[len("electra."):] if k.startswith("electra.") else k): t
+               for k, t in state.items() if not k.startswith("generator")}
+    return from_hf_state_dict(renamed, "bert")
+
+
 def from_hf_state_dict(state: dict[str, torch.Tensor], arch: str = "bert") -> dict[str, torch.Tensor]:
     """Hugging Face names -> our parameter names (fusing query/key/value)."""
     if arch == "modernbert":

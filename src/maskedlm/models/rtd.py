@@ -196,8 +196,14 @@ class RtdForPreTraining(nn.Module):
     def sample(self, logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
         """Replacements for the N masked positions: one draw from the generator's softmax
         (N, V) each, from torch's global generator (seeded per step by the loop, so a
-        resumed run draws the same tokens). ``gold`` (the originals) is unused here."""
-        return torch.multinomial(logits.float().softmax(-1), 1).squeeze(1)
+        resumed run draws the same tokens). ``gold`` (the originals) is unused here.
+
+        Inverse-CDF sampling: one uniform number per row against the cumulative softmax.
+        ``torch.multinomial`` draws an exponential variate for each of the N x V entries
+        instead, which took a third of a mini RTD step on the CPU (5.1 of 16.4 s)."""
+        cdf = logits.float().softmax(-1).cumsum_(-1)  # (N, V)
+        u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]  # rounding: total < 1
+        return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=cdf.shape[1] - 1)
 
     def discriminator_logits(self, input_ids: torch.Tensor,
                              token_type_ids: torch.Tensor | None = None,
