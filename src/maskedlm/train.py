@@ -518,8 +518,10 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                     record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
                     log.write(record)
                     if "eval_mlm_accuracy" in record and di.is_main:
+                        rtd = (f", rtd acc {record['eval_rtd_accuracy']:.4f} auc "
+                               f"{record['eval_rtd_auc']:.4f}" if "eval_rtd_auc" in record else "")
                         bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
-                                  f"ppl {record['eval_perplexity']:.2f}")
+                                  f"ppl {record['eval_perplexity']:.2f}{rtd}")
                 if stopping:
                     _barrier(di)  # every rank leaves after rank 0 has saved
                     raise Preempted(stop.received or "a signal on another rank", done,
