@@ -351,3 +351,30 @@ def test_rtd_run_of_another_arch_exports_its_plain_encoder(tiny_data, tmp_path, 
     with torch.no_grad():
         torch.testing.assert_close(theirs(input_ids=ids).last_hidden_state,
                                    ours.bert(ids).last_hidden_state, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def rtd_post_ln_run(tiny_data, tmp_path_factory):
+    """A 3-step replaced-token detection run on the bert recipe (post-LN)."""
+    out = tmp_path_factory.mktemp("rtd") / "run"
+    assert main(["pretrain", "--recipe", "bert", "--objective", "rtd", "--data",
+                 str(tiny_data["shards"]), "--out", str(out), "--seq-len", "32", "--max-steps", "3",
+                 "--batch-size", "4", "--no-progress", "--eval-sequences", "4"]) == 0
+    return out
+
+
+def test_rtd_run_exports_its_discriminator_to_st_and_onnx(capsys, monkeypatch, rtd_post_ln_run,
+                                                          tmp_path):
+    """export-st and export-onnx take the discriminator as they take any encoder."""
+    st = needs("sentence_transformers", "st")
+    needs("onnxruntime", "onnx")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours = maskedlm.load(rtd_post_ln_run).encode(TEXTS)
+    code, _, err = cli(capsys, "export-st", rtd_post_ln_run, tmp_path / "st")
+    assert code == 0, err
+    theirs = st.SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS)
+    assert cosines(theirs, ours).min() >= 0.9999
+    code, _, err = cli(capsys, "export-onnx", rtd_post_ln_run, tmp_path / "onnx")
+    assert code == 0, err
+    onnx = maskedlm.load(tmp_path / "onnx", backend="onnx").encode(TEXTS)
+    np.testing.assert_allclose(onnx, ours, atol=1e-4)

@@ -494,7 +494,8 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
 def export_hf(path: str | Path, out: str | Path) -> Path:
     """Write a directory that ``transformers.BertForMaskedLM.from_pretrained`` loads
     (``ModernBertForMaskedLM`` for a ``modernbert`` checkpoint)."""
-    model, ckpt = load_model(path)
+    # an RTD run has no MLM head on its discriminator: export-st reads the encoder only
+    model, ckpt = load_model(path, warn_fresh=not is_rtd_checkpoint(path))
     modern = model.config.arch == "modernbert"
     if model.config.pre_layer_norm and not modern:
         raise MaskedLMError(f"{ckpt}: a pre-LN encoder has no Hugging Face BERT equivalent "
