@@ -316,3 +316,99 @@ def test_makefile_setup_installs_the_extras_the_export_tests_need():
     line = next(ln for ln in makefile.splitlines() if "pip install" in ln and "-e" in ln)
     for extra in ("onnx", "st", "tensorboard"):
         assert extra in line.split("[", 1)[1].split("]", 1)[0].split(","), line
+
+
+# ----------------------------------------------------------------------------- ELECTRA
+def test_rtd_run_exports_as_electra_and_matches_transformers_both_ways(tiny_data, tmp_path):
+    """A post-LN replaced-token detection run: export-hf writes ElectraForPreTraining, whose
+    per-token logits equal our discriminator's; a transformers ELECTRA discriminator read
+    into ours gives its own logits back."""
+    transformers = needs("transformers", "test")
+    from maskedlm.checkpoint import from_electra_state_dict, load_rtd_model
+    from maskedlm.models.config import ModelConfig
+    from maskedlm.models.rtd import RtdForPreTraining, generator_config
+
+    run = tmp_path / "run"
+    assert main(["pretrain", "--recipe", "bert", "--objective", "rtd", "--data",
+                 str(tiny_data["shards"]), "--out", str(run), "--seq-len", "32", "--max-steps", "3",
+                 "--batch-size", "4", "--no-progress", "--eval-sequences", "4"]) == 0
+    assert main(["export-hf", str(run), str(tmp_path / "hf")]) == 0
+    theirs = transformers.ElectraForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    ours, _ = load_rtd_model(run)
+    ours.eval()
+    torch.manual_seed(0)
+    ids = torch.randint(5, ours.config.vocab_size, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0
+    tt = torch.zeros_like(ids)
+    tt[2, 9:] = 1
+    keep = mask.bool()
+    with torch.no_grad():
+        want = ours.discriminator_logits(ids, tt, mask)
+        got = theirs(input_ids=ids, attention_mask=mask, token_type_ids=tt).logits
+    torch.testing.assert_close(got[keep], want[keep], atol=1e-5, rtol=1e-5)
+    assert float(want[keep].std()) > 0  # the head is not a constant
+
+    # transformers -> ours
+    cfg = transformers.ElectraConfig(vocab_size=64, embedding_size=32, hidden_size=32,
+                                     num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=48, max_position_embeddings=32)
+    src = transformers.ElectraForPreTraining(cfg).eval()
+    mine = ModelConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=48, max_position_embeddings=32, nsp_head=False)
+    back = RtdForPreTraining(mine, generator_config(mine))
+    result = back.load_state_dict(from_electra_state_dict(src.state_dict()), strict=False)
+    assert all(k.startswith("generator.") for k in result.missing_keys), result.missing_keys
+    assert not result.unexpected_keys
+    back.eval()
+    ids = torch.randint(5, 64, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(back.discriminator_logits(ids),
+                                   src(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["modernbert"])
+def test_rtd_run_of_another_arch_exports_its_plain_encoder(tiny_data, tmp_path, arch):
+    transformers = needs("transformers", "test")
+    from maskedlm.checkpoint import load_model
+
+    run = tmp_path / "run"
+    assert main(["pretrain", "--arch", arch, "--objective", "rtd", "--data",
+                 str(tiny_data["shards"]), "--out", str(run), "--seq-len", "32", "--max-steps", "2",
+                 "--batch-size", "4", "--no-progress", "--eval-sequences", "4"]) == 0
+    assert main(["export-hf", str(run), str(tmp_path / "hf")]) == 0
+    assert json.loads((tmp_path / "hf/config.json").read_text())["architectures"] == ["ModernBertModel"]
+    theirs = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    ours, _ = load_model(run, warn_fresh=False)
+    ours.eval()
+    ids = torch.randint(5, ours.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(input_ids=ids).last_hidden_state,
+                                   ours.bert(ids).last_hidden_state, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def rtd_post_ln_run(tiny_data, tmp_path_factory):
+    """A 3-step replaced-token detection run on the bert recipe (post-LN)."""
+    out = tmp_path_factory.mktemp("rtd") / "run"
+    assert main(["pretrain", "--recipe", "bert", "--objective", "rtd", "--data",
+                 str(tiny_data["shards"]), "--out", str(out), "--seq-len", "32", "--max-steps", "3",
+                 "--batch-size", "4", "--no-progress", "--eval-sequences", "4"]) == 0
+    return out
+
+
+def test_rtd_run_exports_its_discriminator_to_st_and_onnx(capsys, monkeypatch, rtd_post_ln_run,
+                                                          tmp_path):
+    """export-st and export-onnx take the discriminator as they take any encoder."""
+    st = needs("sentence_transformers", "st")
+    needs("onnxruntime", "onnx")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours = maskedlm.load(rtd_post_ln_run).encode(TEXTS)
+    code, _, err = cli(capsys, "export-st", rtd_post_ln_run, tmp_path / "st")
+    assert code == 0, err
+    theirs = st.SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS)
+    assert cosines(theirs, ours).min() >= 0.9999
+    code, _, err = cli(capsys, "export-onnx", rtd_post_ln_run, tmp_path / "onnx")
+    assert code == 0, err
+    onnx = maskedlm.load(tmp_path / "onnx", backend="onnx").encode(TEXTS)
+    np.testing.assert_allclose(onnx, ours, atol=1e-4)

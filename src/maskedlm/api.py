@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskedlm.checkpoint import load_model
+from maskedlm.checkpoint import is_rtd_checkpoint, load_model, load_rtd_model
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.heads import BertForPreTraining
@@ -25,8 +25,11 @@ class MaskedLM:
 
     def __init__(self, model: BertForPreTraining, tokenizer: Tokenizer, path: Path | None = None,
                  device: str | torch.device = "cpu",
-                 encode_defaults: dict[str, Any] | None = None) -> None:
+                 encode_defaults: dict[str, Any] | None = None,
+                 mlm: torch.nn.Module | None = None) -> None:
         self.model = model.to(device).eval()
+        # what fill_mask runs: the model itself, or a replaced-token detection run's generator
+        self.mlm = model if mlm is None else mlm.to(device).eval()
         self.tokenizer = tokenizer
         self.path = path
         self.device = torch.device(device)
@@ -71,8 +74,8 @@ class MaskedLM:
         if positions.numel() == 0:
             raise MaskedLMError(f"no [MASK] token in the prompt {text!r}")
         tt = torch.as_tensor(np.asarray(enc["token_type_ids"]), device=self.device)[None]
-        hidden = self.model.bert(ids, tt).last_hidden_state
-        probs = self.model.mlm_logits(hidden, positions).float().softmax(-1)
+        hidden = self.mlm.bert(ids, tt).last_hidden_state
+        probs = self.mlm.mlm_logits(hidden, positions).float().softmax(-1)
         scores, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
         return [[{"token": self.tokenizer.convert_ids_to_tokens([int(i)])[0], "score": float(s)}
                  for s, i in zip(srow, irow, strict=True)]
@@ -94,6 +97,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool 
     """
     check_backend(backend, device)
     sentence = sentence_embedder_defaults(path)
+    mlm = None
     if (Path(path) / "task.json").is_file() and sentence is None:
         from maskedlm.tasks import load_task
         return load_task(path, device, backend)
@@ -102,12 +106,17 @@ def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool 
         model: Any = OnnxPretrained(session, read_onnx_config(path))
         ckpt = Path(path)
     else:
-        model, ckpt = load_model(path, warn_fresh=warn_fresh)
+        rtd = is_rtd_checkpoint(path)  # the encoder is its discriminator, fill-mask its generator
+        model, ckpt = load_model(path, warn_fresh=warn_fresh and not rtd)
+        if rtd:
+            mlm = load_rtd_model(ckpt)[0].generator
+            mlm.bert.embeddings.share(model.bert.embeddings)  # the same weights, one copy
     tokenizer = Tokenizer.load(ckpt)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise MaskedLMError(f"{ckpt}: tokenizer has {tokenizer.vocab_size} tokens but the "
                             f"embedding table has {model.config.vocab_size}")
-    return MaskedLM(model, tokenizer, ckpt, device, encode_defaults=sentence or st_pooling(ckpt))
+    return MaskedLM(model, tokenizer, ckpt, device, encode_defaults=sentence or st_pooling(ckpt),
+                    mlm=mlm)
 
 
 def sentence_embedder_defaults(path: str | Path) -> dict[str, Any] | None:

@@ -38,6 +38,8 @@ from safetensors.torch import load_file, save_file
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.models.rtd import CONFIG_KEY as RTD_CONFIG_KEY
+from maskedlm.models.rtd import RtdForPreTraining
 
 WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
@@ -58,7 +60,8 @@ _LAYER_TO_HF = {
     "output.": "output.dense.",
     "LayerNorm.": "output.LayerNorm.",
 }
-_TIED = ("cls.predictions.decoder_weight", "cls.span_boundary.decoder_weight")
+_TIED = ("cls.predictions.decoder_weight", "cls.span_boundary.decoder_weight",
+         "generator.cls.predictions.decoder_weight")  # the RTD generator's (models/rtd.py)
 # ModernBERT: our key prefix -> ModernBertForMaskedLM's (first match wins, both ways);
 # inside the encoder the names are transformers' own (models/modernbert.py).
 _MODERNBERT_TO_HF = (
@@ -206,6 +209,17 @@ def from_modernbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
             continue  # tied to the input embeddings
         out[_swap_prefix(key, back) or key] = t
     return out
+
+
+def from_electra_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers' ``ElectraForPreTraining`` names (embeddings as wide as the encoder)
+    -> those of our replaced-token detection model's discriminator (models/rtd.py)."""
+    if any(k.startswith("electra.embeddings_project.") for k in state):
+        raise MaskedLMError("an ELECTRA discriminator with embeddings narrower than its encoder "
+                            "(embeddings_project) has no equivalent here")
+    renamed = {("bert." + k[len("electra."):] if k.startswith("electra.") else k): t
+               for k, t in state.items() if not k.startswith("generator")}
+    return from_hf_state_dict(renamed, "bert")
 
 
 def from_hf_state_dict(state: dict[str, torch.Tensor], arch: str = "bert") -> dict[str, torch.Tensor]:
@@ -493,6 +507,49 @@ def load_model(path: str | Path, *, nsp_head: bool | None = None, sbo_head: bool
     return model, ckpt
 
 
+def is_rtd_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` holds a replaced-token detection run: its config's ``rtd`` entry
+    and the generator's weights (a fine-tuned copy keeps the entry, not the generator)."""
+    ckpt = resolve_checkpoint_dir(path)
+    try:
+        raw = json.loads((ckpt / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    if not isinstance(raw.get(RTD_CONFIG_KEY), dict) or not (ckpt / WEIGHTS_NAME).is_file():
+        return False
+    from safetensors import safe_open
+    try:
+        with safe_open(str(ckpt / WEIGHTS_NAME), framework="pt") as f:
+            return any(k.startswith("generator.") for k in f.keys())  # noqa: SIM118
+    except (SafetensorError, OSError):
+        return False
+
+
+def load_rtd_model(path: str | Path, config_overrides: dict[str, Any] | None = None
+                   ) -> tuple[RtdForPreTraining, Path]:
+    """The generator and discriminator of a replaced-token detection run (to resume it,
+    or for fill-mask with its generator); :func:`load_model` reads the same checkpoint
+    as a plain encoder."""
+    ckpt = resolve_checkpoint_dir(path)
+    config = read_config(ckpt)
+    for k, v in (config_overrides or {}).items():
+        setattr(config, k, v)
+    model = RtdForPreTraining.from_config(config)
+    raw, wfile = read_weights(ckpt)
+    state = from_hf_state_dict(raw, config.arch)
+    expected = model.state_dict()
+    for key, t in state.items():
+        if key in expected and tuple(expected[key].shape) != tuple(t.shape):
+            raise MaskedLMError(f"{wfile}: tensor {key} has shape {tuple(t.shape)}, "
+                                f"config.json implies {tuple(expected[key].shape)}")
+    missing = [k for k in expected if k not in state and k not in _TIED]
+    if missing:
+        raise MaskedLMError(f"{wfile}: missing tensor {missing[0]} of the replaced-token "
+                            "detection model" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    return model, ckpt
+
+
 def save_training_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write ``run_dir/training_state.pt`` through a temporary file (the old one stays whole)."""
     f = Path(run_dir) / TRAINING_STATE_NAME
@@ -523,7 +580,8 @@ def export_hf(path: str | Path, out: str | Path) -> Path:
     ``BertForMaskedLM`` (``BertForPreTraining`` with NSP) for a post-LN run,
     ``RobertaPreLayerNormForMaskedLM`` for a pre-LN one, ``ModernBertForMaskedLM`` for a
     ``modernbert`` one."""
-    model, ckpt = load_model(path)
+    # an RTD run has no MLM head on its discriminator: export-st reads the encoder only
+    model, ckpt = load_model(path, warn_fresh=not is_rtd_checkpoint(path))
     modern = model.config.arch == "modernbert"
     preln = model.config.pre_layer_norm and not modern
     if preln and model.config.classifier_activation != "gelu":

@@ -29,20 +29,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from maskedlm import __version__
 from maskedlm.checkpoint import (
     CONFIG_NAME,
     atomic_write_dir,
     atomic_write_text,
+    is_rtd_checkpoint,
     load_model,
-    read_config,
+    load_rtd_model,
     resolve_checkpoint_dir,
+    to_hf_state_dict,
 )
 from maskedlm.checkpoint import export_hf as write_hf_dir
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models import kernels
+from maskedlm.models.rtd import CONFIG_KEY as RTD_CONFIG_KEY
 from maskedlm.onnx_backend import ONNX_FILE, ONNX_META
 from maskedlm.scorecard import CARD_FILE, load_card, markdown
 
@@ -71,6 +75,8 @@ def export_hf(model: str | Path, out: str | Path, command: list[str] | None = No
     if task and task.get("task") == "qa":  # BertForQuestionAnswering
         from maskedlm.tasks.finetune import export_hf_qa
         path = export_hf_qa(model, out)
+    elif is_rtd_checkpoint(model):  # replaced-token detection: the discriminator
+        path = export_hf_rtd(model, out)
     else:
         path = write_hf_dir(model, out)
     write_model_card(model, path, "export-hf", command)
@@ -281,6 +287,59 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
                                                        "normalize": True, "matryoshka":
                                                        sentence.get("matryoshka") or []})
     return Path(out)
+
+
+# ----------------------------------------------------------------------------- ELECTRA
+def electra_config(config: Any) -> dict[str, Any]:
+    """transformers' ``ElectraConfig`` for our post-LN BERT discriminator (embeddings as
+    wide as the encoder: no ``embeddings_project``)."""
+    d = config.to_dict()
+    keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "intermediate_size", "hidden_act", "hidden_dropout_prob",
+            "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size",
+            "initializer_range", "layer_norm_eps", "pad_token_id")
+    out = {k: d[k] for k in keep}
+    out.update(embedding_size=config.hidden_size, model_type="electra",
+               architectures=["ElectraForPreTraining"], position_embedding_type="absolute")
+    return out
+
+
+def electra_state_dict(model: Any) -> dict[str, torch.Tensor]:
+    """An RTD model's discriminator under ``ElectraForPreTraining`` names (``electra.*``,
+    ``discriminator_predictions.*``); the generator is left out."""
+    out = {}
+    for key, t in to_hf_state_dict(model).items():
+        if key.startswith("bert."):
+            out["electra." + key[len("bert."):]] = t
+        elif key.startswith("discriminator_predictions."):
+            out[key] = t
+    return out
+
+
+def export_hf_rtd(model: str | Path, out: str | Path) -> Path:
+    """A replaced-token detection run for ``transformers``: ``ElectraForPreTraining`` for a
+    post-LN BERT discriminator (its per-token "replaced" logits included); a ModernBERT
+    one as ``ModernBertModel`` (transformers has no ModernBERT discriminator head);
+    other encoders as :func:`maskedlm.checkpoint.export_hf` writes them."""
+    rtd, ckpt = load_rtd_model(model)
+    config = rtd.config
+    if config.arch == "bert" and config.pre_layer_norm:
+        return write_hf_dir(model, out)  # its own message or layout for pre-LN encoders
+    tokenizer = Tokenizer.load(ckpt)
+
+    def write(tmp: Path) -> None:
+        if config.arch == "bert":
+            d, weights = electra_config(config), electra_state_dict(rtd)
+        else:
+            d = {k: v for k, v in config.to_dict().items() if k != RTD_CONFIG_KEY}
+            d.update(architectures=["ModernBertModel"], cls_token_id=tokenizer.cls_id,
+                     sep_token_id=tokenizer.sep_id, bos_token_id=tokenizer.cls_id,
+                     eos_token_id=tokenizer.sep_id)
+            weights = {k: v for k, v in to_hf_state_dict(rtd).items() if k.startswith("model.")}
+        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save(tmp)
+    return atomic_write_dir(Path(out), write)
 
 
 # ----------------------------------------------------------------------------- model cards

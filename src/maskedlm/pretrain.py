@@ -12,6 +12,7 @@ Three recipes exact to their papers, and one for small budgets (the default):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -27,7 +28,9 @@ from maskedlm.checkpoint import (
     TRAINING_STATE_NAME,
     RunLock,
     atomic_save_figure,
+    is_rtd_checkpoint,
     load_model,
+    load_rtd_model,
     load_training_state,
     read_config,
     recover_interrupted_swap,
@@ -42,9 +45,13 @@ from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ARCHS, ModelConfig
 from maskedlm.models.heads import BertForPreTraining
+from maskedlm.models.rtd import GENERATOR_SCALE, RTD_WEIGHT, RtdForPreTraining, generator_config
 from maskedlm.train import DistInfo, TrainConfig, resolve_precision, train
 
 Recipe = Literal["budget", "bert", "roberta", "spanbert"]
+# mlm: the recipe's own objective; rtd: replaced-token detection (ELECTRA, models/rtd.py)
+# on the recipe's data and masking (no NSP or SBO head: ELECTRA has neither)
+OBJECTIVES = ("mlm", "rtd")
 
 # What ``--recipe budget`` trains with where a flag does not say otherwise; each entry
 # was measured on the 2-core CPU (docs/results/budget-recipe.md):
@@ -109,10 +116,19 @@ class PretrainOptions:
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     command: list[str] | None = None  # the command line, recorded in run.json for model cards
+    objective: Literal["mlm", "rtd"] = "mlm"
+    generator_scale: float = GENERATOR_SCALE  # rtd: generator width / discriminator width
+    rtd_weight: float = RTD_WEIGHT            # rtd: lambda in MLM + lambda x RTD
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise MaskedLMError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.objective not in OBJECTIVES:
+            raise MaskedLMError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if not 0.0 < self.generator_scale <= 1.0:
+            raise MaskedLMError(f"--generator-scale must be in (0, 1], got {self.generator_scale}")
+        if not self.rtd_weight > 0.0:
+            raise MaskedLMError(f"--rtd-weight must be > 0, got {self.rtd_weight}")
         check_seq_len(self.seq_len)
         if self.mask_rate is not None and not 0.0 < self.mask_rate < 1.0:
             raise MaskedLMError(f"--mask-rate must be in (0, 1), got {self.mask_rate}")
@@ -187,6 +203,25 @@ def resolve_data(opts: PretrainOptions, di: DistInfo) -> ShardSet:
 def _barrier(di: DistInfo) -> None:
     if di.world_size > 1:
         torch.distributed.barrier()
+
+
+def build_rtd_model(opts: PretrainOptions, tokenizer: Tokenizer, resume_dir: Path | None
+                    ) -> RtdForPreTraining:
+    """Generator + discriminator for ``--objective rtd``: fresh, resumed, or with the
+    discriminator's encoder from ``--init`` (the generator then starts fresh)."""
+    if resume_dir is not None:
+        if not is_rtd_checkpoint(resume_dir):
+            raise MaskedLMError(f"{resume_dir}: --objective rtd cannot resume a run trained with "
+                                "another objective (no generator in the checkpoint)")
+        overrides = ({} if opts.dropout is None else
+                     {"hidden_dropout_prob": opts.dropout, "attention_probs_dropout_prob": opts.dropout})
+        return load_rtd_model(resume_dir, config_overrides=overrides)[0]
+    plain = build_model(dataclasses.replace(opts, recipe="roberta", objective="mlm"), tokenizer, None)
+    config = plain.config
+    model = RtdForPreTraining(config, generator_config(config, opts.generator_scale), opts.rtd_weight)
+    if opts.init:  # the encoder of --init; the generator and the RTD head start fresh
+        model.bert.load_state_dict(plain.bert.state_dict())
+    return model
 
 
 def build_model(opts: PretrainOptions, tokenizer: Tokenizer, resume_dir: Path | None
@@ -264,7 +299,9 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
             raise MaskedLMError(f"{opts.data or 'shards'}: prepared with a different tokenizer than "
                                 f"--init {opts.init}; prepare them with --tokenizer {opts.init}")
     torch.manual_seed(opts.train.seed)
-    model = build_model(opts, tokenizer, resume_dir)
+    model: BertForPreTraining | RtdForPreTraining = (
+        build_rtd_model(opts, tokenizer, resume_dir) if opts.objective == "rtd"
+        else build_model(opts, tokenizer, resume_dir))
     masking = masking_config(opts)
     source = PretrainBatches(shards, opts.recipe, opts.seq_len, masking, tokenizer,
                              opts.train.batch_size, opts.train.grad_accum, opts.train.seed, di,
@@ -277,7 +314,7 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
                     "data": str(shards.path), "languages": shards.meta.get("languages"),
                     "parameters": sum(p.numel() for p in model.parameters())}
         (out / "run.json").write_text(json.dumps(run_info, indent=2, default=str) + "\n")
-        print(f"pretrain: recipe {opts.recipe}, {run_info['parameters'] / 1e6:.1f}M parameters, "
+        print(f"pretrain: recipe {opts.recipe}, objective {opts.objective}, {run_info['parameters'] / 1e6:.1f}M parameters, "
               f"{source.epoch_len} sequences of <= {opts.seq_len} tokens, "
               f"world size {di.world_size}, data ready in {time.perf_counter() - t0:.1f}s",
               file=sys.stderr)

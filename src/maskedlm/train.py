@@ -398,10 +398,14 @@ class MetricsLog:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: list[Batch], device: torch.device,
              precision: str = "fp32") -> dict[str, float]:
-    """Held-out MLM loss, perplexity and masked-token accuracy (+ SBO/NSP loss)."""
+    """Held-out MLM loss, perplexity and masked-token accuracy (+ SBO/NSP loss; + for
+    replaced-token detection: its loss, accuracy and AUC over the real tokens, and the
+    share replaced; the MLM figures are then the generator's)."""
     was_training = model.training
     model.eval()
     sums = {"mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "correct": 0.0, "n": 0, "seq": 0}
+    rtd: dict[str, Any] = {"loss": 0.0, "correct": 0.0, "n": 0, "replaced": 0, "logits": [],
+                           "targets": []}
     for b in batches:
         with autocast(precision, device):
             out = model(**to_tensors(b, device), normalizer=1.0, nsp_normalizer=1.0)
@@ -413,6 +417,13 @@ def evaluate(model: nn.Module, batches: list[Batch], device: torch.device,
             sums["sbo"] += float(out.sbo_loss)
         if out.nsp_loss is not None:
             sums["nsp"] += float(out.nsp_loss)
+        if getattr(out, "rtd_loss", None) is not None:
+            rtd["loss"] += float(out.rtd_loss)
+            rtd["correct"] += float(out.rtd_correct)
+            rtd["n"] += out.rtd_tokens
+            rtd["replaced"] += out.rtd_replaced
+            rtd["logits"].append(out.rtd_logits.float().cpu().numpy())
+            rtd["targets"].append(out.rtd_targets.cpu().numpy())
     model.train(was_training)
     n = max(sums["n"], 1)
     res = {"eval_mlm_loss": sums["mlm"] / n, "eval_mlm_accuracy": sums["correct"] / n,
@@ -421,6 +432,12 @@ def evaluate(model: nn.Module, batches: list[Batch], device: torch.device,
         res["eval_sbo_loss"] = sums["sbo"] / n
     if sums["nsp"]:
         res["eval_nsp_loss"] = sums["nsp"] / max(sums["seq"], 1)
+    if rtd["n"]:
+        from maskedlm.models.rtd import roc_auc
+        m = rtd["n"]
+        res.update(eval_rtd_loss=rtd["loss"] / m, eval_rtd_accuracy=rtd["correct"] / m,
+                   eval_rtd_auc=roc_auc(np.concatenate(rtd["logits"]), np.concatenate(rtd["targets"])),
+                   eval_replaced_share=rtd["replaced"] / m)
     return res
 
 
@@ -531,8 +548,10 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                     record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
                     log.write(record)
                     if "eval_mlm_accuracy" in record and di.is_main:
+                        rtd = (f", rtd acc {record['eval_rtd_accuracy']:.4f} auc "
+                               f"{record['eval_rtd_auc']:.4f}" if "eval_rtd_auc" in record else "")
                         bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
-                                  f"ppl {record['eval_perplexity']:.2f}")
+                                  f"ppl {record['eval_perplexity']:.2f}{rtd}")
                 if stopping:
                     _barrier(di)  # every rank leaves after rank 0 has saved
                     raise Preempted(stop.received or "a signal on another rank", done,
@@ -558,7 +577,8 @@ def _barrier(di: DistInfo) -> None:
         dist.barrier()
 
 
-WINDOW_SUMS = ("mlm", "sbo", "nsp", "n", "seq", "correct", "tokens", "steps")
+WINDOW_SUMS = ("mlm", "sbo", "nsp", "n", "seq", "correct", "tokens", "steps",
+               "rtd", "rtd_correct", "rtd_n")
 
 
 def _window_state(window: dict[str, Any], di: DistInfo) -> dict[str, Any]:
@@ -570,7 +590,12 @@ def _window_state(window: dict[str, Any], di: DistInfo) -> dict[str, Any]:
 def _new_window() -> dict[str, Any]:
     """Sums over the steps since the last log record (see :func:`_log_record`)."""
     return {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
-            "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0}
+            "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0,
+            "rtd": 0.0, "rtd_correct": 0.0, "rtd_n": 0, "rtd_weight": 0.0}
+
+
+def _real_tokens(b: Batch) -> int:
+    return int(b["attention_mask"].sum()) if "attention_mask" in b else int(b["input_ids"].size)
 
 
 def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg: TrainConfig,
@@ -582,20 +607,29 @@ def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg:
     """
     n_local = sum(int((b["labels"] != -100).sum()) for b in micro)
     seq_local = sum(b["input_ids"].shape[0] for b in micro)
-    n_global, seq_global = _all_reduce([float(n_local), float(seq_local)], di)
+    tok_local = sum(_real_tokens(b) for b in micro)
+    n_global, seq_global, tok_global = _all_reduce([float(n_local), float(seq_local),
+                                                    float(tok_local)], di)
+    # replaced-token detection (models/rtd.py) divides its per-token loss by the real tokens
+    per_token = ({"token_normalizer": max(tok_global, 1.0)}
+                 if getattr(model, "uses_token_normalizer", False) else {})
     for i, b in enumerate(micro):
         sync = ddp is model or i == len(micro) - 1  # DDP all-reduces on the last one only
         with (nullcontext() if sync else ddp.no_sync()), autocast(cfg.precision, di.device):
             out = ddp(**to_tensors(b, di.device), normalizer=max(n_global, 1.0),
-                      nsp_normalizer=seq_global)
+                      nsp_normalizer=seq_global, **per_token)
         # DDP averages gradients over ranks; we want the global sum / global count.
         (out.loss * di.world_size).backward()
         window["mlm"] += float(out.mlm_loss)
         window["correct"] += float(out.mlm_correct)
         window["sbo"] += float(out.sbo_loss) if out.sbo_loss is not None else 0.0
         window["nsp"] += float(out.nsp_loss) if out.nsp_loss is not None else 0.0
-        window["tokens"] += int(b["attention_mask"].sum()) if "attention_mask" in b \
-            else b["input_ids"].size
+        window["tokens"] += _real_tokens(b)
+        if getattr(out, "rtd_loss", None) is not None:
+            window["rtd"] += float(out.rtd_loss)
+            window["rtd_correct"] += float(out.rtd_correct)
+            window["rtd_n"] += out.rtd_tokens
+            window["rtd_weight"] = float(getattr(model, "rtd_weight", 1.0))
     window["n"] += n_local
     window["seq"] += seq_local
     window["steps"] += 1
@@ -616,9 +650,9 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
 
 def _log_record(step: int, w: dict[str, Any], lr: float, di: DistInfo) -> dict[str, Any]:
     """Averages over the window since the last log, summed over ranks."""
-    mlm, sbo, nsp, n, seq, correct, tokens = _all_reduce(
+    mlm, sbo, nsp, n, seq, correct, tokens, rtd, rtd_correct, rtd_n = _all_reduce(
         [w["mlm"], w["sbo"], w["nsp"], float(w["n"]), float(w["seq"]), w["correct"],
-         float(w["tokens"])], di)
+         float(w["tokens"]), w["rtd"], w["rtd_correct"], float(w["rtd_n"])], di)
     dt = time.perf_counter() - w["t0"]
     n = max(n, 1.0)
     rec: dict[str, Any] = {"step": step, "mlm_loss": mlm / n, "mlm_accuracy": correct / n}
@@ -629,6 +663,10 @@ def _log_record(step: int, w: dict[str, Any], lr: float, di: DistInfo) -> dict[s
     if nsp:
         rec["nsp_loss"] = nsp / max(seq, 1.0)
         loss += nsp / max(seq, 1.0)
+    if rtd_n:  # replaced-token detection: total = MLM + lambda x RTD (models/rtd.py)
+        rec["rtd_loss"] = rtd / rtd_n
+        rec["rtd_accuracy"] = rtd_correct / rtd_n
+        loss += w["rtd_weight"] * rtd / rtd_n
     rec.update(loss=loss, lr=lr, tokens=int(tokens), tokens_per_s=tokens / max(dt, 1e-9),
                data_wait_frac=w["wait"] / max(dt, 1e-9))
     return rec

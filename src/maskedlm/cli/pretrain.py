@@ -48,6 +48,15 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="bert (default): the 2018 encoder; modernbert: ModernBERT blocks (pre-LN, "
                         "GeGLU, rotary, local/global attention) on packed rows; with --init: "
                         "the checkpoint's")
+    p.add_argument("--objective", choices=["mlm", "rtd"], default="mlm",
+                   help="mlm (default): the recipe's masked-LM objective; rtd: replaced-token "
+                        "detection (ELECTRA): a small generator fills the masks and the encoder "
+                        "learns to spot its replacements at every token")
+    p.add_argument("--generator-scale", type=float, default=0.25,
+                   help="rtd: the generator's width as a share of the encoder's (default 1/4, "
+                        "as ELECTRA-Small)")
+    p.add_argument("--rtd-weight", type=float, default=50.0,
+                   help="rtd: lambda in MLM + lambda x RTD (default 50, as ELECTRA)")
     p.add_argument("--data", help="shards made by `maskedlm prepare` (default: prepared from --corpus, or the "
                         "standard library's docstrings when neither is given)")
     p.add_argument("--corpus", action="append", default=[], metavar="[LANG=]PATH",
@@ -161,7 +170,8 @@ def run_pretrain(a: argparse.Namespace) -> int:
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
         pre_layer_norm=a.pre_ln, eval_sequences=a.eval_sequences, dropout=a.dropout,
-        resume=a.resume, device=a.device, train=tcfg, command=a.command_line)
+        resume=a.resume, device=a.device, train=tcfg, command=a.command_line,
+        objective=a.objective, generator_scale=a.generator_scale, rtd_weight=a.rtd_weight)
     record = pretrain(opts)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

@@ -60,9 +60,11 @@ class PredictionTransform(nn.Module):
 class MaskedLMHead(nn.Module):
     """Transform, then logits against the tied word embeddings plus a bias."""
 
-    def __init__(self, config: ModelConfig, word_embeddings: nn.Embedding) -> None:
+    def __init__(self, config: ModelConfig, word_embeddings: nn.Embedding,
+                 in_features: int | None = None) -> None:
         super().__init__()
-        self.transform = PredictionTransform(config)
+        # in_features: a narrower encoder's width (the RTD generator, models/rtd.py)
+        self.transform = PredictionTransform(config, in_features=in_features)
         self.decoder_weight = word_embeddings.weight  # tied: the same Parameter
         self.bias = decoder_bias(config)
 
@@ -151,6 +153,14 @@ class PretrainingOutput:
     sbo_loss: torch.Tensor | None = None
     nsp_loss: torch.Tensor | None = None
     nsp_correct: torch.Tensor | None = None
+    # replaced-token detection (models/rtd.py): summed binary loss over the real tokens,
+    # right decisions, real tokens, replaced tokens; per-token logits and targets (M,)
+    rtd_loss: torch.Tensor | None = None
+    rtd_correct: torch.Tensor | None = None
+    rtd_tokens: int = 0
+    rtd_replaced: int = 0
+    rtd_logits: torch.Tensor | None = None
+    rtd_targets: torch.Tensor | None = None
 
 
 class BertForPreTraining(nn.Module):
