@@ -39,6 +39,7 @@ from maskedlm.checkpoint import (
     is_rtd_checkpoint,
     load_model,
     load_rtd_model,
+    read_config,
     resolve_checkpoint_dir,
     to_hf_state_dict,
 )
