@@ -31,14 +31,13 @@ import torch
 from maskedlm import __version__
 from maskedlm.checkpoint import (
     CONFIG_NAME,
-    atomic_write_dir,
-    atomic_write_text,
     load_model,
     resolve_checkpoint_dir,
 )
 from maskedlm.checkpoint import export_hf as write_hf_dir
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_write_dir, atomic_write_text, check_output_dir, temp_path
 from maskedlm.models import kernels
 from maskedlm.onnx_backend import ONNX_FILE, ONNX_META
 from maskedlm.scorecard import CARD_FILE, load_card, markdown
@@ -53,24 +52,27 @@ _PIPELINE = {"classify": "text-classification", "pair": "text-classification",
 
 
 # ----------------------------------------------------------------------------- transformers
-def export_hf(model: str | Path, out: str | Path, command: list[str] | None = None) -> Path:
-    """``transformers`` directory + model card.
+def export_hf(model: str | Path, out: str | Path, command: list[str] | None = None,
+              overwrite: bool = False) -> Path:
+    """``transformers`` directory + model card. ``out`` is never a run or the input; an
+    existing directory that is not an earlier export-hf needs ``overwrite``.
 
     >>> export_hf("runs/bert-mini", "runs/bert-mini-hf")  # doctest: +SKIP
     """
+    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[model])
     task = _read_json(Path(model) / "task.json")
     if task and task.get("task") == "qa":  # BertForQuestionAnswering
         from maskedlm.tasks.finetune import export_hf_qa
-        path = export_hf_qa(model, out)
+        path = export_hf_qa(model, out, overwrite=overwrite)
     else:
-        path = write_hf_dir(model, out)
+        path = write_hf_dir(model, out, overwrite=overwrite)
     write_model_card(model, path, "export-hf", command)
     return path
 
 
 # ----------------------------------------------------------------------------- sentence-transformers
 def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize: bool = False,
-              command: list[str] | None = None) -> Path:
+              command: list[str] | None = None, overwrite: bool = False) -> Path:
     """A directory ``sentence_transformers.SentenceTransformer(out)`` loads offline.
 
     >>> export_st("runs/bert-mini", "runs/bert-mini-st", pool="cls")  # doctest: +SKIP
@@ -78,7 +80,8 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
     if pool not in ST_POOLS:
         raise MaskedLMError(f"--pool must be one of {', '.join(ST_POOLS)}, got {pool!r}")
     out = Path(out)
-    hf_tmp = out.parent / f".{out.name}.hf-{id(out)}"
+    check_output_dir(out, "export-st", overwrite=overwrite, inputs=[model])
+    hf_tmp = temp_path(out, suffix=".hf")  # a dead writer's is removed as stale
     try:
         try:
             write_hf_dir(model, hf_tmp)  # the transformers layout sentence-transformers reads
@@ -115,7 +118,7 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
                        "pooling_mode_mean_sqrt_len_tokens": False}
             (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
 
-        atomic_write_dir(out, write)
+        atomic_write_dir(out, write, purpose="export-st", overwrite=overwrite, inputs=[model])
     finally:
         shutil.rmtree(hf_tmp, ignore_errors=True)
     write_model_card(model, out, "export-st", command, st={"pool": pool, "normalize": normalize})
@@ -184,7 +187,7 @@ def _sample_batch(task: Any, tok: Tokenizer, max_length: int) -> dict[str, torch
 
 
 def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
-                command: list[str] | None = None) -> Path:
+                command: list[str] | None = None, overwrite: bool = False) -> Path:
     """``model.onnx`` (+ ``onnx.json``, config, tokenizer, a fine-tuned run's ``task.json``)
     that ``maskedlm.load(out, backend="onnx")`` and ONNX Runtime run.
 
@@ -192,6 +195,7 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
     """
     if quantize not in QUANTIZE:
         raise MaskedLMError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    check_output_dir(out, "export-onnx", overwrite=overwrite, inputs=[model])
     try:
         import onnx  # noqa: F401 - torch.onnx.export writes through it
         if quantize == "int8":
@@ -260,7 +264,7 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
                 "quantize": quantize, "opset": OPSET, "task": fine_tuned}
         (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
 
-    atomic_write_dir(Path(out), write)
+    atomic_write_dir(Path(out), write, purpose="export-onnx", overwrite=overwrite, inputs=[model])
     write_model_card(model, Path(out), "export-onnx", command, onnx={"quantize": quantize})
     return Path(out)
 

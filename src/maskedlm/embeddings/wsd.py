@@ -311,9 +311,10 @@ class SenseCentroids:
         norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
         self.unit = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """A directory: centroids.npz (vectors, counts), senses.json (keys, info)."""
-        from maskedlm.checkpoint import atomic_write_dir
+    def save(self, directory: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """A directory: centroids.npz (vectors, counts), senses.json (keys, info); an
+        existing directory that is not a sense folder needs ``overwrite``."""
+        from maskedlm.files import atomic_write_dir
 
         def write(tmp: Path) -> None:
             with open(tmp / CENTROIDS_FILE, "wb") as f:
@@ -321,7 +322,7 @@ class SenseCentroids:
             (tmp / SENSES_FILE).write_text(json.dumps({"info": self.info, "keys": self.keys}) + "\n")
             if self.standardizer is not None:
                 self.standardizer.save(tmp / STATS_FILE)
-        return atomic_write_dir(Path(directory), write)
+        return atomic_write_dir(Path(directory), write, purpose="wsd", overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> SenseCentroids:
