@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import maskedlm
 from maskedlm.cli import main
 from maskedlm.files import LOCK_NAME, MARKER_NAME, recover_interrupted_swap
 
-REPO = Path(__file__).resolve().parents[1]
+SRC = str(Path(maskedlm.__file__).resolve().parents[1])  # subprocesses run the code under test
 
 
 def cli(capsys, *argv) -> tuple[int, list[str]]:
@@ -59,10 +60,18 @@ def pretrain_args(shards, out, *extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run(tiny_data, tmp_path_factory) -> Path:
-    """A finished 2-step pretraining run (post-LN: export-hf takes it)."""
+def pristine_run(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("faults") / "run"
     assert main(pretrain_args(tiny_data["shards"], out, "--max-steps", 2, "--recipe", "roberta")) == 0
+    return out
+
+
+@pytest.fixture
+def run(pristine_run, tmp_path_factory) -> Path:
+    """A finished 2-step pretraining run (post-LN: export-hf takes it), a copy per test:
+    a test that destroyed it cannot make the others fail."""
+    out = tmp_path_factory.mktemp("src") / "run"
+    shutil.copytree(pristine_run, out, symlinks=True)
     return out
 
 
@@ -230,7 +239,7 @@ def test_readers_and_a_saving_trainer_never_collide(run, tmp_path):
             "m, c = load_model(sys.argv[1]); t = Tokenizer.load(c)\n"
             "print('ready', flush=True)\n"
             "for _ in range(40): save_checkpoint(sys.argv[1], m, t, purpose=None)\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": SRC}
     writer = subprocess.Popen([sys.executable, "-c", code, str(ckpt)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
     assert writer.stdout.readline().strip() == "ready"
@@ -330,28 +339,42 @@ if phase == "first-eval":
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
     t.evaluate = evaluate
-else:
+elif phase == "data":
     real = p.resolve_data
     def resolve_data(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
     p.resolve_data = resolve_data
+else:  # fine-tuning, while the training file is read
+    ft = sys.modules["maskedlm.tasks.finetune"]
+    real = ft._read_examples
+    def read(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+    ft._read_examples = read
 sys.exit(main(sys.argv[2:]))
 """
 
 
 @pytest.mark.parametrize("phase, why", [("first-eval", "starting-point evaluation"),
-                                        ("data", "before the first training step")])
-def test_sigterm_at_any_phase_exits_75_and_says_why_no_checkpoint(tiny_data, tmp_path, phase, why):
+                                        ("data", "before the first training step"),
+                                        ("finetune", "before the first training step")])
+def test_sigterm_at_any_phase_exits_75_and_says_why_no_checkpoint(run, tiny_data, tmp_path, phase,
+                                                                  why):
     out = tmp_path / "run"
     args = pretrain_args(tiny_data["shards"], out, "--max-steps", 3, "--eval-every", 1)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    if phase == "finetune":
+        train = tmp_path / "a.tsv"
+        train.write_text("text\tlabel\na cat\t0\na dog\t1\n")
+        args = ["finetune", "classify", "--model", str(run), "--train", str(train), "--out",
+                str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": SRC}
     r = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, phase, *args], capture_output=True,
                        text=True, env=env, timeout=300)
     assert r.returncode == 75, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert "stopped by SIGTERM" in last and "no checkpoint was written" in last and why in last
-    assert not (out / "checkpoint").exists()
+    assert not (out / "checkpoint").exists() and not (out / "model.safetensors").exists()
 
 
 # ----------------------------------------------------------------------------- 30.3 resume
@@ -501,7 +524,7 @@ def test_a_long_prompt_is_cut_in_the_error_line(run, capsys):
 def test_a_non_utf8_locale_works(run, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONUTF8", "PYTHONIO"))}
     env.update(LANG="C", LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
-               PYTHONPATH=str(REPO / "src"))
+               PYTHONPATH=SRC)
     r = subprocess.run([sys.executable, "-m", "maskedlm.cli", "fill-mask", str(run), "Café [MASK] naïve ünïcödé"],
                        capture_output=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr.decode(errors="replace")

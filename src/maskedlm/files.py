@@ -121,7 +121,8 @@ def write_fault(e: BaseException, target: Path, kept: str | None = None) -> Mask
     if not isinstance(e, OSError) or e.errno not in WRITE_FAULTS:
         return None
     if kept is None:
-        kept = "the previous copy there is kept" if Path(target).exists() else "nothing was written"
+        kept = ("the previous copy there is kept and loadable" if Path(target).exists()
+                else "nothing was written")
     where = e.filename if e.filename and e.errno in (errno.EACCES, errno.EPERM) else target
     return MaskedLMError(f"{where}: cannot write: {WRITE_FAULTS[e.errno]}; {kept}")
 
@@ -277,15 +278,16 @@ def check_output_dir(path: str | Path, purpose: str, *, overwrite: bool = False,
     """Refuse, with one line, an output directory that writing ``purpose`` there could
     destroy something in; return the path.
 
-    Refused always: a regular file or a symbolic link at ``path``; the current directory
-    or one holding it; an input named in ``inputs`` (with ``whole``, for a directory that
-    is replaced whole, also one holding an input); a run directory for anything but its own kind of run. Refused unless ``overwrite``:
+    Refused always: a regular file at ``path``; an input named in ``inputs``; a run
+    directory for anything but its own kind of run; and with ``whole`` (a directory that
+    is replaced whole, not added to), also a symbolic link, the current directory or one
+    holding it, and a directory holding an input. Refused unless ``overwrite``:
     an existing, non-empty directory without this toolkit's marker for ``purpose``.
 
     >>> check_output_dir("exports/hf", "export-hf", inputs=["runs/x"])  # doctest: +SKIP
     """
     p = Path(path)
-    if p.is_symlink():
+    if whole and p.is_symlink():
         raise MaskedLMError(f"{p}: is a symbolic link; outputs are never written through one "
                             "(give the directory it points to, or a new one)")
     if p.exists() and not p.is_dir():
@@ -293,7 +295,7 @@ def check_output_dir(path: str | Path, purpose: str, *, overwrite: bool = False,
                             "replaced (choose a new output directory)")
     here = Path.cwd().resolve()
     real = p.resolve()
-    if real == here or real in here.parents:
+    if whole and (real == here or real in here.parents):
         raise MaskedLMError(f"{p}: is the current directory (or holds it); choose a new "
                             "output directory")
     for src in inputs:

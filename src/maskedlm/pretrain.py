@@ -49,6 +49,7 @@ from maskedlm.files import (
     RunLock,
     atomic_save_figure,
     atomic_write_text,
+    clean_stale_temps,
     recover_interrupted_swap,
 )
 from maskedlm.models.config import ARCHS, ModelConfig
@@ -425,6 +426,7 @@ def _pretrain(opts: PretrainOptions, di: DistInfo, replaced: ReplacedRun | None 
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None
     recover_interrupted_swap(ckpt_dir)
+    clean_stale_temps(ckpt_dir)  # what a run killed mid-save left
     if opts.init:  # the wrong kind of directory fails here, before its tokenizer is looked for
         read_config(resolve_checkpoint_dir(opts.init))
     if opts.resume == "auto":  # the same command line for a first start and a restart

@@ -204,6 +204,7 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
                    help="text to train on (files, folders, globs); repeatable")
     t.add_argument("--vocab-size", type=int, default=30000, help="WordPiece vocabulary size")
     t.add_argument("--out", required=True, help="tokenizer directory to write")
+    add_overwrite_arg(t, "a tokenizer")
     t.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
     t.add_argument("--one-doc-per-line", action="store_true",
                    help="each line is a document (else blank lines separate documents)")
@@ -215,12 +216,16 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
 def run_tokenizer_train(a: argparse.Namespace) -> int:
     from maskedlm.data.corpus import iter_corpus_documents, parse_corpus_args
     from maskedlm.data.tokenizer import train_tokenizer
+    from maskedlm.files import check_output_dir, write_marker
 
     corpus = parse_corpus_args(a.corpus)
+    # before the training: never a run, a checkpoint (its tokenizer would be replaced) or a file
+    check_output_dir(a.out, "tokenizer", overwrite=a.overwrite, whole=False)
     tok = train_tokenizer(iter_corpus_documents(corpus, alpha=a.alpha, seed=a.seed,
                                                 one_doc_per_line=a.one_doc_per_line),
                           vocab_size=a.vocab_size, lowercase=a.uncased)
     tok.save(a.out)
+    write_marker(a.out, "tokenizer")
     print(f"tokenizer: {tok.vocab_size} tokens -> {a.out}")
     return 0
 
@@ -242,8 +247,10 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def run_prepare(a: argparse.Namespace) -> int:
     from maskedlm.data.corpus import parse_corpus_args
+    from maskedlm.data.instances import check_seq_len
     from maskedlm.data.shards import ShardSet, prepare_shards
 
+    check_seq_len(a.seq_len)
     path = prepare_shards(parse_corpus_args(a.corpus), a.tokenizer, a.out,
                           one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seed=a.seed)
     meta = ShardSet.load(path).meta

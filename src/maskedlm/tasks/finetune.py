@@ -51,6 +51,7 @@ from maskedlm.tasks.tag import TagTask
 from maskedlm.train import (
     MAX_BATCH_SIZE,
     TENSORBOARD_DIR,
+    RaiseOnSignal,
     StopSignals,
     autocast,
     tensorboard_writer,
@@ -364,13 +365,14 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     ...          FinetuneConfig(epochs=2))  # doctest: +SKIP
     """
     inputs = [model_path] + [p for p in (train, dev) if isinstance(p, str | Path)]
-    with RunLock(out, purpose="finetune", overwrite=cfg.overwrite, inputs=inputs):
-        return _finetune(task, model_path, train, dev, out, cfg)
+    early = RaiseOnSignal("it came before the first training step")
+    with early, RunLock(out, purpose="finetune", overwrite=cfg.overwrite, inputs=inputs):
+        return _finetune(task, model_path, train, dev, out, cfg, early)
 
 
 def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
-              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
-              ) -> dict[str, Any]:
+              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig,
+              early: RaiseOnSignal | None = None) -> dict[str, Any]:
     tune_allocator()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -432,6 +434,8 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
         running, n_running = resume["running"], resume["n_running"]
     tb = tensorboard_writer(Path(out))  # OUT/tb/ beside the run, with the tensorboard extra
     bar = progress(total, "fine-tune", enabled=cfg.progress, initial=step, every=cfg.progress_every)
+    if early is not None:
+        early.release()  # the loop's StopSignals take over: stop after a step, with a state
     with StopSignals() as signals:
         while step < total and not stop:
             # The epoch's order comes from the generator's state at its start; a resumed run
