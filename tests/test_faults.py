@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -281,6 +282,40 @@ def test_full_disk_at_the_first_checkpoint_says_nothing_was_written(tiny_data, t
               "no space left", "nothing was written")
     assert not (out / "checkpoint").exists()
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+@contextmanager
+def small_disk(path: Path, size: str):
+    """A real size-limited file system at ``path`` (tmpfs; needs root), else a skip."""
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.mark.parametrize("size, steps, kept", [("1m", 1, "nothing was written"),
+                                               ("9m", 2, "previous copy there is kept")])
+def test_a_really_full_disk_during_pretraining_is_one_line(tiny_data, tmp_path, capsys, size, steps,
+                                                           kept):
+    """On a 1 MB disk the first checkpoint (~6 MB with the optimizer state) does not fit;
+    on a 9 MB one the first does and the second (written beside it) does not."""
+    from maskedlm.checkpoint import load_model
+
+    with small_disk(tmp_path / "disk", size) as disk:
+        out = disk / "run"
+        code, lines = cli(capsys, *pretrain_args(tiny_data["shards"], out, "--max-steps", steps,
+                                                 "--save-every", 1, "--recipe", "roberta"))
+        one_error(code, lines, "no space left", kept)
+        assert not [p for p in out.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+        if steps == 2:
+            load_model(out)  # the previous checkpoint is whole
+        else:
+            assert not (out / "checkpoint").exists()
 
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS])

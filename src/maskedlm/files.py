@@ -30,6 +30,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -117,14 +118,45 @@ def _remove(p: Path) -> None:
 # ----------------------------------------------------------------------------- faults
 def write_fault(e: BaseException, target: Path, kept: str | None = None) -> MaskedLMError | None:
     """The one-line error for an ``OSError`` the disk raised while writing ``target``
-    (full, read-only, no permission); None for anything else (a bug keeps its traceback)."""
-    if not isinstance(e, OSError) or e.errno not in WRITE_FAULTS:
+    (full, read-only, no permission); None for anything else (a bug keeps its traceback).
+
+    Writers in Rust (safetensors, tokenizers) raise their own exception types with the
+    I/O error in the message, "... (os error 28)"; those count too."""
+    code = disk_errno(e)
+    if code is None:
         return None
     if kept is None:
         kept = ("the previous copy there is kept and loadable" if Path(target).exists()
                 else "nothing was written")
-    where = e.filename if e.filename and e.errno in (errno.EACCES, errno.EPERM) else target
-    return MaskedLMError(f"{where}: cannot write: {WRITE_FAULTS[e.errno]}; {kept}")
+    filename = getattr(e, "filename", None)
+    where = filename if filename and code in (errno.EACCES, errno.EPERM) else target
+    return MaskedLMError(f"{where}: cannot write: {WRITE_FAULTS[code]}; {kept}")
+
+
+def _nearly_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Whether the file system holding ``path`` has less than ``margin`` bytes free."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def disk_errno(e: BaseException) -> int | None:
+    """The errno of a disk fault (:data:`WRITE_FAULTS`) behind ``e``, else None."""
+    if isinstance(e, OSError):
+        return e.errno if e.errno in WRITE_FAULTS else None
+    if isinstance(e, Exception):
+        m = _OS_ERROR.search(str(e))
+        if m and int(m.group(1)) in WRITE_FAULTS:
+            return int(m.group(1))
+    return None
 
 
 @contextmanager
@@ -135,8 +167,13 @@ def writing(target: Path, cleanup: Iterable[Path] = (), kept: str | None = None)
     try:
         yield
     except BaseException as e:
+        # torch.save reports a full disk as a RuntimeError from its C++ stream, without
+        # an errno: looked at before the cleanup frees the space again
+        full = isinstance(e, RuntimeError) and disk_errno(e) is None and _nearly_full(target)
         for p in cleanup:
             _remove(p)
+        if full:
+            e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         err = write_fault(e, target, kept)
         if err is not None:
             raise err from None

@@ -29,7 +29,7 @@ from maskedlm.errors import (
     MaskedLMError,
     Preempted,
 )
-from maskedlm.files import WRITE_FAULTS
+from maskedlm.files import WRITE_FAULTS, disk_errno
 
 
 class Parser(argparse.ArgumentParser):
@@ -106,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     except MaskedLMError as e:
         print(f"maskedlm: error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except OSError as e:  # the disk said no (full, read-only, permissions): the user's to fix
-        if e.errno not in WRITE_FAULTS:
+    except Exception as e:  # the disk said no (full, read-only, permissions): the user's to fix
+        code = disk_errno(e)
+        if code is None:
             raise
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"maskedlm: error: {where}{WRITE_FAULTS[e.errno]} ({e.strerror})", file=sys.stderr)
+        filename = getattr(e, "filename", None)
+        where = f"{filename}: " if filename else ""
+        print(f"maskedlm: error: {where}{WRITE_FAULTS[code]} ({type(e).__name__}: "
+              f"{_one_line(str(e))[:200]})", file=sys.stderr)
         return EXIT_USER_ERROR
     except Preempted as e:
         print(f"maskedlm: {e}", file=sys.stderr)
