@@ -318,6 +318,24 @@ def test_a_really_full_disk_during_pretraining_is_one_line(tiny_data, tmp_path, 
             assert not (out / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("command", ["export-hf", "finetune", "embed", "tokenizer"])
+def test_a_really_full_disk_in_other_commands_is_one_line(run, tiny_data, tmp_path, capsys, command):
+    """Each command writing to a 64 KB disk (4 KB for the tokenizer's few files): one line,
+    exit 2, no temporary file left."""
+    train = tmp_path / "a.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"the {w} sat\t{i % 2}\n" for i, w in enumerate("ab" * 4)))
+    with small_disk(tmp_path / "disk", "4k" if command == "tokenizer" else "64k") as disk:
+        out = disk / "out"
+        argv = {"export-hf": ["export-hf", run, out],
+                "finetune": ["finetune", "classify", "--model", run, "--train", train, "--out", out,
+                             "--epochs", "1", "--no-progress"],
+                "embed": ["embed", run, "--input", tiny_data["corpus"], "--out", out / "v.npy"],
+                "tokenizer": ["tokenizer", "train", "--corpus", tiny_data["corpus"], "--vocab-size",
+                              "120", "--out", out]}[command]
+        one_error(*cli(capsys, *argv), "no space left")
+        assert not [p for p in disk.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+
+
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS])
 def test_disk_faults_in_exports_are_one_line_and_leave_no_temp(run, tmp_path, capsys, monkeypatch,
                                                                err):

@@ -167,9 +167,11 @@ def writing(target: Path, cleanup: Iterable[Path] = (), kept: str | None = None)
     try:
         yield
     except BaseException as e:
-        # torch.save reports a full disk as a RuntimeError from its C++ stream, without
-        # an errno: looked at before the cleanup frees the space again
-        full = isinstance(e, RuntimeError) and disk_errno(e) is None and _nearly_full(target)
+        # Some writers report a full disk without an errno (torch.save: a RuntimeError from
+        # its C++ stream; numpy's tofile: "OSError: N requested and M written"): the free
+        # space is looked at before the cleanup gives it back
+        full = (isinstance(e, RuntimeError | OSError) and disk_errno(e) is None
+                and _nearly_full(target))
         for p in cleanup:
             _remove(p)
         if full:
