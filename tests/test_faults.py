@@ -399,7 +399,8 @@ elif phase == "data":
         return real(*a, **k)
     p.resolve_data = resolve_data
 else:  # fine-tuning, while the training file is read
-    ft = sys.modules["maskedlm.tasks.finetune"]
+    import importlib
+    ft = importlib.import_module("maskedlm.tasks.finetune")
     real = ft._read_examples
     def read(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)

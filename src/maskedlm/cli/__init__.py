@@ -106,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     except MaskedLMError as e:
         print(f"maskedlm: error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Preempted as e:
+        print(f"maskedlm: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except KeyboardInterrupt:
+        print("maskedlm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
     except Exception as e:  # the disk said no (full, read-only, permissions): the user's to fix
         code = disk_errno(e)
         if code is None:
@@ -115,14 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maskedlm: error: {where}{WRITE_FAULTS[code]} ({type(e).__name__}: "
               f"{_one_line(str(e))[:200]})", file=sys.stderr)
         return EXIT_USER_ERROR
-    except Preempted as e:
-        print(f"maskedlm: {e}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except KeyboardInterrupt:
-        print("maskedlm: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return 0
 
 
 # Arguments that are text for the model (prompts, questions), never paths.
