@@ -370,15 +370,17 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
 
 
 # What a fresh start moves aside in a directory holding an earlier run; put back if the new
-# run fails before its first checkpoint, removed once it has one.
-RUN_FILES = ("run.json", "metrics.jsonl", "curves.png", CHECKPOINT_SUBDIR, "tb")
+# run fails before its first checkpoint, removed once it has one. (The checkpoint itself
+# stays in place, loadable: the first save swaps it atomically.)
+RUN_FILES = ("run.json", "metrics.jsonl", "curves.png", "tb")
 REPLACED_DIR = ".replaced-run"
 
 
 class ReplacedRun:
     """A fresh start in a directory that holds a run replaces it only once the new run has
-    a checkpoint: until then the earlier run's files wait in ``OUT/.replaced-run/`` and go
-    back if the new run fails or is stopped (or, after a kill -9, on the next start)."""
+    a checkpoint: until then the earlier run's log, record and curves wait in
+    ``OUT/.replaced-run/`` (its checkpoint stays where it is) and go back if the new run
+    fails or is stopped (or, after a kill -9, on the next start)."""
 
     def __init__(self, out: Path, active: bool) -> None:
         self.out, self.active = out, active
@@ -401,10 +403,7 @@ class ReplacedRun:
             shutil.rmtree(self.stash, ignore_errors=True)
 
     def restore(self) -> None:
-        if not self.stash.is_dir():
-            return
-        if (self.out / CHECKPOINT_SUBDIR).exists():  # the new run got its checkpoint
-            self.committed()
+        if not self.stash.is_dir():  # none, or the new run got its checkpoint
             return
         for p in self.stash.iterdir():
             dst = self.out / p.name
