@@ -73,24 +73,26 @@ def test_atomic_save_leaves_old_checkpoint_on_failure(tmp_path):
 
 def test_death_between_the_two_renames_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     """kill -9 after ``checkpoint`` became ``.checkpoint.old-PID`` and before the new copy
-    took its name: the next reader puts the previous copy back."""
-    import maskedlm.checkpoint as ckpt
+    took its name (the two-rename swap of file systems without RENAME_EXCHANGE): the next
+    reader puts the previous copy back."""
+    import maskedlm.files as files
 
     torch.manual_seed(0)
     first = BertForPreTraining(tiny())
     save_checkpoint(tmp_path / "run" / "checkpoint", first, tokenizer=None)
-    real_replace, calls = ckpt.os.replace, []
+    real_replace, calls = files.os.replace, []
 
     class Killed(BaseException):
         pass
 
-    def dies_on_second_rename(src, dst):
+    def dies_on_second_rename(src, dst):  # and stays dead: no handler runs after kill -9
         calls.append(dst)
-        if len(calls) == 2:
+        if len(calls) >= 2:
             raise Killed
         real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", dies_on_second_rename)
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(files.os, "replace", dies_on_second_rename)
     with pytest.raises(Killed):
         save_checkpoint(tmp_path / "run" / "checkpoint", BertForPreTraining(tiny()), tokenizer=None)
     monkeypatch.undo()

@@ -68,11 +68,20 @@ class MaskedLM:
         """
         if top_k < 1:
             raise MaskedLMError(f"--top-k must be >= 1, got {top_k}")
-        enc = self.tokenizer.encode(text, max_length=self.config.max_position_embeddings)
+        if not isinstance(text, str):
+            raise MaskedLMError(f"fill_mask: the prompt must be a string, got {type(text).__name__}")
+        width = self.config.max_position_embeddings
+        enc = self.tokenizer.encode(text, max_length=width)
         ids = torch.as_tensor(np.asarray(enc["input_ids"]), device=self.device)[None]
         positions = (ids[0] == self.tokenizer.mask_id).nonzero().squeeze(1)
         if positions.numel() == 0:
-            raise MaskedLMError(f"no [MASK] token in the prompt {text!r}")
+            raise MaskedLMError(f"no [MASK] token in the prompt {_clip(text)}")
+        everywhere = int((np.asarray(self.tokenizer.encode(text)["input_ids"])
+                          == self.tokenizer.mask_id).sum())
+        if everywhere > positions.numel():
+            raise MaskedLMError(f"the prompt has {everywhere} [MASK]s but only {positions.numel()} "
+                                f"fit in the model's {width} positions; shorten it "
+                                f"({_clip(text)})")
         tt = torch.as_tensor(np.asarray(enc["token_type_ids"]), device=self.device)[None]
         hidden = self.mlm.bert(ids, tt).last_hidden_state
         probs = self.mlm.mlm_logits(hidden, positions).float().softmax(-1)
@@ -80,6 +89,11 @@ class MaskedLM:
         return [[{"token": self.tokenizer.convert_ids_to_tokens([int(i)])[0], "score": float(s)}
                  for s, i in zip(srow, irow, strict=True)]
                 for srow, irow in zip(scores.tolist(), idx.tolist(), strict=True)]
+
+
+def _clip(text: str, most: int = 80) -> str:
+    """``text`` quoted for an error line, cut to ``most`` characters (a prompt may be 100k)."""
+    return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool = True,
@@ -144,16 +158,22 @@ def st_pooling(path: Path) -> dict[str, Any]:
     modules_file = Path(path) / "modules.json"
     if not modules_file.is_file():
         return {}
+    root = Path(path).resolve()
     try:
-        modules = json.loads(modules_file.read_text())
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
         out: dict[str, Any] = {"normalize": any(m["type"].endswith(".Normalize") for m in modules)}
         for m in modules:
             if m["type"].endswith(".Pooling"):
-                cfg = json.loads((Path(path) / m["path"] / "config.json").read_text())
+                folder = (root / m["path"]).resolve()  # never read outside the model folder
+                if folder != root and root not in folder.parents:
+                    raise MaskedLMError(f"{modules_file}: module path {str(m['path'])[:80]!r} "
+                                        "leads outside the model folder; not read")
+                cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
                 out["pool"] = cfg.get("pooling_mode") or next(
                     k[len("pooling_mode_"):].replace("_tokens", "").replace("_token", "")
                     for k, v in cfg.items() if k.startswith("pooling_mode_") and v)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, StopIteration) as e:
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError,
+            StopIteration) as e:
         raise MaskedLMError(f"{modules_file}: not a sentence-transformers layout we read "
                             f"({type(e).__name__})") from None
     if out.get("pool", "mean") not in ("mean", "cls", "max"):

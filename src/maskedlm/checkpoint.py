@@ -7,8 +7,9 @@ A checkpoint is a directory: ``config.json`` (Hugging Face ``BertConfig`` fields
 files, and, for a training run, ``training_state.pt``. A run directory holds its
 latest checkpoint in ``checkpoint/`` next to ``metrics.jsonl``.
 
-Everything is written to a temporary directory first and swapped into place with
-``os.replace``, so a killed process never leaves a half-written checkpoint.
+Everything is written through :mod:`maskedlm.files` (a temporary directory swapped into
+place), so a killed process never leaves a half-written checkpoint, and weights that are
+not finite are never written (:func:`check_finite`).
 
 ``export_hf`` writes the ``transformers`` family that computes the same function: BERT
 for post-LN runs, ``RobertaPreLayerNorm`` for pre-LN ones (``load_model`` reads that
@@ -17,17 +18,10 @@ family back), ModernBERT for ``modernbert`` runs.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
-import os
 import re
-import shutil
-import socket
-import sys
-import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +30,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import (  # noqa: F401 - re-exported: the names checkpoints were written with
+    LOCK_NAME,
+    RunLock,
+    atomic_save_figure,
+    atomic_write_dir,
+    atomic_write_stream,
+    atomic_write_text,
+    check_output_dir,
+    recover_interrupted_swap,
+    writing,
+)
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.models.rtd import CONFIG_KEY as RTD_CONFIG_KEY
@@ -45,7 +50,6 @@ WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
 TRAINING_STATE_NAME = "training_state.pt"
-LOCK_NAME = ".maskedlm.lock"
 CHECKPOINT_SUBDIR = "checkpoint"
 # transformers' pre-LN BERT: a pre-LN ``bert`` run is written as, and read from, this family
 PRELN_MODEL_TYPE = "roberta-prelayernorm"
@@ -249,78 +253,26 @@ def from_hf_state_dict(state: dict[str, torch.Tensor], arch: str = "bert") -> di
 
 
 # ----------------------------------------------------------------------------- writing
-def recover_interrupted_swap(target: Path) -> bool:
-    """Put the previous copy back if a process died between the two renames of
-    :func:`atomic_write_dir` (``target`` gone, ``.NAME.old-PID`` left); True if it did."""
-    target = Path(target)
-    if target.exists() or not target.parent.is_dir():
-        return False
-    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if not olds:
-        return False
-    os.replace(olds[-1], target)
-    return True
-
-
-def atomic_write_dir(target: Path, write: Callable[[Path], None], keep: Iterable[str] = ()) -> Path:
-    """Run ``write(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed last).
-
-    Entries of the old ``target`` named in ``keep`` move into the new one (a rename: files
-    another writer holds open, such as TensorBoard's event file, stay valid)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_swap(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _raise_if_disk_full(e, target)
-        raise
-    if (target / LOCK_NAME).exists():  # the run's lock moves with it (same inode, still held)
-        os.replace(target / LOCK_NAME, tmp / LOCK_NAME)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    for name in keep:
-        if (old / name).exists() and not (target / name).exists():
-            os.replace(old / name, target / name)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-def _raise_if_disk_full(e: BaseException, target: Path) -> None:
-    """A full disk or quota is the user's to fix: one line that says what was kept."""
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        kept = ("the previous copy there is kept and loadable" if target.exists()
-                else "nothing was written")
-        raise MaskedLMError(f"{target}: no space left on the device while saving "
-                            f"({e.strerror}); {kept}") from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
-    """Save a matplotlib figure as PNG through a temporary file (no half-written picture)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
+def check_finite(model: torch.nn.Module, where: str = "the model") -> None:
+    """Raise a one-line error naming the first parameter holding NaN or inf: such weights
+    never reach a checkpoint (the previous, finite one is kept)."""
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p.detach()).all()):
+            raise MaskedLMError(f"{where}: parameter {name} holds NaN/inf values; not saved "
+                                "(lower --lr; the last finite checkpoint is kept)")
 
 
 def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
                     training_state: dict[str, Any] | None = None,
-                    extra_files: dict[str, str] | None = None) -> Path:
-    """Write ``model`` (+ tokenizer, + optional training state) as a checkpoint directory."""
+                    extra_files: dict[str, str] | None = None, purpose: str | None = "checkpoint",
+                    overwrite: bool = False) -> Path:
+    """Write ``model`` (+ tokenizer, + optional training state) as a checkpoint directory.
+
+    ``purpose`` marks the directory and refuses one that is not ours (see
+    :func:`maskedlm.files.check_output_dir`); None for a run's own ``checkpoint/``, which
+    its run lock already guards. Weights holding NaN or inf are refused."""
+    check_finite(model, str(path))
+
     def write(tmp: Path) -> None:
         model.config.save(tmp / CONFIG_NAME)
         save_file(to_hf_state_dict(model), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
@@ -330,80 +282,7 @@ def save_checkpoint(path: str | Path, model: BertForPreTraining, tokenizer: Any,
             torch.save(training_state, tmp / TRAINING_STATE_NAME)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-    return atomic_write_dir(Path(path), write)
-
-
-class RunLock:
-    """One process per run directory: ``DIR/.maskedlm.lock`` holds an exclusive ``flock``
-    and says who holds it (pid, host, start time).
-
-    The kernel drops the lock when its process dies, however it dies, so the lock of a
-    dead process is taken over (with a note naming it) and there is no stale lock to
-    delete by hand. A second process stops at once with a one-line error naming the
-    holder. Checkpoint swaps of ``DIR`` itself (:func:`atomic_write_dir`) carry the lock
-    file along. The directory is removed on release if the lock was all it held.
-
-    >>> with RunLock("runs/x"):  # doctest: +SKIP
-    ...     train()
-    """
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.dir = Path(run_dir)
-        self.path = self.dir / LOCK_NAME
-        self.fd: int | None = None
-        self.created_dir = False
-
-    def __enter__(self) -> RunLock:
-        self.created_dir = not self.dir.exists()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _lock_holder(fd)
-                os.close(fd)
-                raise MaskedLMError(f"{self.dir}: in use by {holder} (lock {self.path}); wait for it "
-                                    "to finish or choose another --out") from None
-            try:  # the file we locked may have been removed by its releasing holder: retry
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
-                continue
-            previous = _lock_holder(fd)
-            if previous != "an unknown process":
-                print(f"note: {self.path}: taking over the lock of {previous}, which is no longer "
-                      "running", file=sys.stderr)
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
-            os.fsync(fd)
-            self.fd = fd
-            return self
-        raise MaskedLMError(f"{self.path}: could not take the lock (it keeps changing hands)")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fd is None:
-            return
-        self.path.unlink(missing_ok=True)  # before unlocking: a waiter re-checks the inode
-        os.close(self.fd)
-        self.fd = None
-        if self.created_dir:
-            try:
-                self.dir.rmdir()  # only if nothing else was written
-            except OSError:
-                pass
-
-
-def _lock_holder(fd: int) -> str:
-    """``pid N on HOST since T`` from a lock file's contents."""
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode())
-        return f"pid {info['pid']} on {info['host']} since {info['started']}"
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return "an unknown process"
+    return atomic_write_dir(Path(path), write, purpose=purpose, overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -425,9 +304,11 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
 
 def read_config(ckpt: Path) -> ModelConfig:
     try:
-        raw = json.loads((ckpt / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raw = json.loads((ckpt / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nested too deep
         raise MaskedLMError(f"{ckpt / CONFIG_NAME}: cannot read ({type(e).__name__})") from None
+    if not isinstance(raw, dict):
+        raise MaskedLMError(f"{ckpt / CONFIG_NAME}: a config is a JSON object, got {type(raw).__name__}")
     model_type = raw.get("model_type", "bert")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise MaskedLMError(f"{ckpt / CONFIG_NAME}: model_type {model_type!r} is not a BERT "
@@ -552,17 +433,7 @@ def load_rtd_model(path: str | Path, config_overrides: dict[str, Any] | None = N
 
 def save_training_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write ``run_dir/training_state.pt`` through a temporary file (the old one stays whole)."""
-    f = Path(run_dir) / TRAINING_STATE_NAME
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, f)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        _raise_if_disk_full(e, f)
-        raise
-    return f
+    return atomic_write_stream(Path(run_dir) / TRAINING_STATE_NAME, lambda f: torch.save(state, f))
 
 
 def load_training_state(path: str | Path) -> dict[str, Any] | None:
@@ -575,11 +446,13 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
         raise MaskedLMError(f"{f}: corrupt training state ({type(e).__name__})") from None
 
 
-def export_hf(path: str | Path, out: str | Path) -> Path:
+def export_hf(path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Write a directory that ``transformers`` loads with the same logits:
     ``BertForMaskedLM`` (``BertForPreTraining`` with NSP) for a post-LN run,
     ``RobertaPreLayerNormForMaskedLM`` for a pre-LN one, ``ModernBertForMaskedLM`` for a
-    ``modernbert`` one."""
+    ``modernbert`` one. ``out`` may not be a run, the input, or a directory that is not
+    ours unless ``overwrite``."""
+    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[path])
     # an RTD run has no MLM head on its discriminator: export-st reads the encoder only
     model, ckpt = load_model(path, warn_fresh=not is_rtd_checkpoint(path))
     modern = model.config.arch == "modernbert"
@@ -608,4 +481,4 @@ def export_hf(path: str | Path, out: str | Path) -> Path:
         state = to_preln_state_dict(model) if preln else to_hf_state_dict(model)
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         tokenizer.save(tmp)
-    return atomic_write_dir(Path(out), write)
+    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite, inputs=[path])

@@ -25,12 +25,19 @@ EXIT_INTERRUPTED = 130  # Ctrl-C outside a training loop: nothing saved
 
 
 class Preempted(Exception):
-    """Training stopped by SIGTERM, SIGINT or SIGUSR1 after a checkpoint was written.
+    """Training stopped by SIGTERM, SIGINT or SIGUSR1: after a checkpoint was written, or
+    (``checkpoint`` None) before there was anything to save, saying ``why``.
 
-    The CLI prints :attr:`message` in one line and exits with :data:`EXIT_PREEMPTED`.
+    The CLI prints the message in one line and exits with :data:`EXIT_PREEMPTED`.
     """
 
-    def __init__(self, signal_name: str, step: int, checkpoint: str) -> None:
+    def __init__(self, signal_name: str, step: int, checkpoint: str | None,
+                 why: str = "") -> None:
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
-        super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved to "
-                         f"{checkpoint} (continue with --resume)")
+        if checkpoint is None:
+            msg = (f"stopped by {signal_name}; no checkpoint was written"
+                   + (f" ({why})" if why else "") + "; rerun the same command to start again")
+        else:
+            msg = (f"stopped by {signal_name} after step {step}; checkpoint saved to "
+                   f"{checkpoint} (continue with --resume)")
+        super().__init__(msg)

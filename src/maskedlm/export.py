@@ -34,8 +34,6 @@ from safetensors.torch import save_file
 from maskedlm import __version__
 from maskedlm.checkpoint import (
     CONFIG_NAME,
-    atomic_write_dir,
-    atomic_write_text,
     is_rtd_checkpoint,
     load_model,
     load_rtd_model,
@@ -46,6 +44,7 @@ from maskedlm.checkpoint import (
 from maskedlm.checkpoint import export_hf as write_hf_dir
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_write_dir, atomic_write_text, check_output_dir, temp_path
 from maskedlm.models import kernels
 from maskedlm.models.rtd import CONFIG_KEY as RTD_CONFIG_KEY
 from maskedlm.onnx_backend import ONNX_FILE, ONNX_META
@@ -67,26 +66,29 @@ def _sentence_run(model: str | Path) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- transformers
-def export_hf(model: str | Path, out: str | Path, command: list[str] | None = None) -> Path:
-    """``transformers`` directory + model card.
+def export_hf(model: str | Path, out: str | Path, command: list[str] | None = None,
+              overwrite: bool = False) -> Path:
+    """``transformers`` directory + model card. ``out`` is never a run or the input; an
+    existing directory that is not an earlier export-hf needs ``overwrite``.
 
     >>> export_hf("runs/bert-mini", "runs/bert-mini-hf")  # doctest: +SKIP
     """
+    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[model])
     task = _read_json(Path(model) / "task.json")
     if task and task.get("task") == "qa":  # BertForQuestionAnswering
         from maskedlm.tasks.finetune import export_hf_qa
-        path = export_hf_qa(model, out)
+        path = export_hf_qa(model, out, overwrite=overwrite)
     elif is_rtd_checkpoint(model):  # replaced-token detection: the discriminator
-        path = export_hf_rtd(model, out)
+        path = export_hf_rtd(model, out, overwrite=overwrite)
     else:
-        path = write_hf_dir(model, out)
+        path = write_hf_dir(model, out, overwrite=overwrite)
     write_model_card(model, path, "export-hf", command)
     return path
 
 
 # ----------------------------------------------------------------------------- sentence-transformers
 def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize: bool = False,
-              command: list[str] | None = None) -> Path:
+              command: list[str] | None = None, overwrite: bool = False) -> Path:
     """A directory ``sentence_transformers.SentenceTransformer(out)`` loads offline.
 
     >>> export_st("runs/bert-mini", "runs/bert-mini-st", pool="cls")  # doctest: +SKIP
@@ -100,7 +102,8 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
                           f"exporting with it, not --pool {pool}", stacklevel=2)
         pool, normalize = sentence.get("pool", "mean"), True
     out = Path(out)
-    hf_tmp = out.parent / f".{out.name}.hf-{id(out)}"
+    check_output_dir(out, "export-st", overwrite=overwrite, inputs=[model])
+    hf_tmp = temp_path(out, suffix=".hf")  # a dead writer's is removed as stale
     try:
         write_hf_dir(model, hf_tmp)  # the transformers layout sentence-transformers reads
         config = json.loads((hf_tmp / CONFIG_NAME).read_text())
@@ -132,7 +135,7 @@ def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize:
                        "pooling_mode_mean_sqrt_len_tokens": False}
             (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
 
-        atomic_write_dir(out, write)
+        atomic_write_dir(out, write, purpose="export-st", overwrite=overwrite, inputs=[model])
     finally:
         shutil.rmtree(hf_tmp, ignore_errors=True)
     write_model_card(model, out, "export-st", command,
@@ -203,7 +206,7 @@ def _sample_batch(task: Any, tok: Tokenizer, max_length: int) -> dict[str, torch
 
 
 def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
-                command: list[str] | None = None) -> Path:
+                command: list[str] | None = None, overwrite: bool = False) -> Path:
     """``model.onnx`` (+ ``onnx.json``, config, tokenizer, a fine-tuned run's ``task.json``)
     that ``maskedlm.load(out, backend="onnx")`` and ONNX Runtime run.
 
@@ -211,6 +214,7 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
     """
     if quantize not in QUANTIZE:
         raise MaskedLMError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    check_output_dir(out, "export-onnx", overwrite=overwrite, inputs=[model])
     try:
         import onnx  # noqa: F401 - torch.onnx.export writes through it
         if quantize == "int8":
@@ -282,7 +286,7 @@ def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
                 "quantize": quantize, "opset": OPSET, "task": fine_tuned}
         (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
 
-    atomic_write_dir(Path(out), write)
+    atomic_write_dir(Path(out), write, purpose="export-onnx", overwrite=overwrite, inputs=[model])
     write_model_card(model, Path(out), "export-onnx", command, onnx={"quantize": quantize},
                      st=None if sentence is None else {"pool": sentence.get("pool", "mean"),
                                                        "normalize": True, "matryoshka":
@@ -317,7 +321,7 @@ def electra_state_dict(model: Any) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_hf_rtd(model: str | Path, out: str | Path) -> Path:
+def export_hf_rtd(model: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """A replaced-token detection run for ``transformers``: ``ElectraForPreTraining`` for a
     post-LN BERT discriminator (its per-token "replaced" logits included); a ModernBERT
     one as ``ModernBertModel`` (transformers has no ModernBERT discriminator head);
@@ -325,7 +329,7 @@ def export_hf_rtd(model: str | Path, out: str | Path) -> Path:
     rtd, ckpt = load_rtd_model(model)
     config = rtd.config
     if config.arch == "bert" and config.pre_layer_norm:
-        return write_hf_dir(model, out)  # its own message or layout for pre-LN encoders
+        return write_hf_dir(model, out, overwrite=overwrite)  # RobertaPreLayerNorm's layout
     tokenizer = Tokenizer.load(ckpt)
 
     def write(tmp: Path) -> None:
@@ -340,7 +344,8 @@ def export_hf_rtd(model: str | Path, out: str | Path) -> Path:
         (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save(tmp)
-    return atomic_write_dir(Path(out), write)
+    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite,
+                            inputs=[model])
 
 
 # ----------------------------------------------------------------------------- model cards

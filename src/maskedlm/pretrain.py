@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -26,14 +27,11 @@ import torch
 from maskedlm.checkpoint import (
     CHECKPOINT_SUBDIR,
     TRAINING_STATE_NAME,
-    RunLock,
-    atomic_save_figure,
     is_rtd_checkpoint,
     load_model,
     load_rtd_model,
     load_training_state,
     read_config,
-    recover_interrupted_swap,
     resolve_checkpoint_dir,
     save_checkpoint,
 )
@@ -43,10 +41,23 @@ from maskedlm.data.masking import MaskingConfig, recipe_masking
 from maskedlm.data.shards import ShardSet
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import (
+    RunLock,
+    atomic_save_figure,
+    atomic_write_text,
+    clean_stale_temps,
+    recover_interrupted_swap,
+)
 from maskedlm.models.config import ARCHS, ModelConfig
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.models.rtd import GENERATOR_SCALE, RTD_WEIGHT, RtdForPreTraining, generator_config
-from maskedlm.train import DistInfo, TrainConfig, resolve_precision, train
+from maskedlm.train import (
+    DistInfo,
+    RaiseOnSignal,
+    TrainConfig,
+    resolve_precision,
+    train,
+)
 
 Recipe = Literal["budget", "bert", "roberta", "spanbert"]
 # mlm: the recipe's own objective; rtd: replaced-token detection (ELECTRA, models/rtd.py)
@@ -113,6 +124,7 @@ class PretrainOptions:
     eval_sequences: int = 256
     dropout: float | None = None
     resume: bool | Literal["auto"] = False  # auto: resume when OUT holds a checkpoint
+    overwrite: bool = False          # allow an --out that exists and is not a pretraining run
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     command: list[str] | None = None  # the command line, recorded in run.json for model cards
@@ -264,15 +276,73 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
     """
     di = DistInfo.from_env(opts.device)
     opts.train.precision = resolve_precision(opts.train.precision, di.device)  # type: ignore[assignment]
-    with RunLock(opts.out) if di.is_main else nullcontext():  # rank 0 writes for the job
-        return _pretrain(opts, di)
+    corpus_paths = [c.split("=", 1)[1] if "=" in c and not Path(c).exists() else c
+                    for c in opts.corpus]
+    lock = RunLock(opts.out, purpose="pretrain", overwrite=opts.overwrite, whole=False,
+                   inputs=[opts.data, opts.init, opts.tokenizer, *corpus_paths])
+    early = RaiseOnSignal("it came before the first training step")
+    with early, lock if di.is_main else nullcontext():  # rank 0 writes for the job
+        with ReplacedRun(Path(opts.out), active=di.is_main and not opts.resume) as replaced:
+            return _pretrain(opts, di, replaced, early)
 
 
-def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
+# What a fresh start moves aside in a directory holding an earlier run; put back if the new
+# run fails before its first checkpoint, removed once it has one. (The checkpoint itself
+# stays in place, loadable: the first save swaps it atomically.)
+RUN_FILES = ("run.json", "metrics.jsonl", "curves.png", "tb")
+REPLACED_DIR = ".replaced-run"
+
+
+class ReplacedRun:
+    """A fresh start in a directory that holds a run replaces it only once the new run has
+    a checkpoint: until then the earlier run's log, record and curves wait in
+    ``OUT/.replaced-run/`` (its checkpoint stays where it is) and go back if the new run
+    fails or is stopped (or, after a kill -9, on the next start)."""
+
+    def __init__(self, out: Path, active: bool) -> None:
+        self.out, self.active = out, active
+        self.stash = out / REPLACED_DIR
+
+    def __enter__(self) -> ReplacedRun:
+        self.restore()  # a killed restart's stash, if the new run never got a checkpoint
+        if self.active and (self.out / CHECKPOINT_SUBDIR).is_dir():
+            print(f"note: {self.out} already holds a run; it is replaced once the new run saves "
+                  "its first checkpoint (use --resume to continue it instead)", file=sys.stderr)
+            self.stash.mkdir(exist_ok=True)
+            for name in RUN_FILES:
+                if (self.out / name).exists():
+                    (self.out / name).rename(self.stash / name)
+        return self
+
+    def committed(self) -> None:
+        """The new run has a checkpoint: the earlier one goes for good."""
+        if self.stash.exists():
+            shutil.rmtree(self.stash, ignore_errors=True)
+
+    def restore(self) -> None:
+        if not self.stash.is_dir():  # none, or the new run got its checkpoint
+            return
+        for p in self.stash.iterdir():
+            dst = self.out / p.name
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            elif dst.exists() or dst.is_symlink():
+                dst.unlink()
+            p.rename(dst)
+        self.stash.rmdir()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            self.restore()
+
+
+def _pretrain(opts: PretrainOptions, di: DistInfo, replaced: ReplacedRun | None = None,
+              early: RaiseOnSignal | None = None) -> dict[str, Any]:
     out = Path(opts.out)
     ckpt_dir = out / CHECKPOINT_SUBDIR
     resume_state, resume_dir = None, None
     recover_interrupted_swap(ckpt_dir)
+    clean_stale_temps(ckpt_dir)  # what a run killed mid-save left
     if opts.init:  # the wrong kind of directory fails here, before its tokenizer is looked for
         read_config(resolve_checkpoint_dir(opts.init))
     if opts.resume == "auto":  # the same command line for a first start and a restart
@@ -287,12 +357,11 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
         resume_state = load_training_state(ckpt_dir)
         if resume_state is None:
             raise MaskedLMError(f"{ckpt_dir}: checkpoint has no training state to resume from")
-    elif di.is_main and (ckpt_dir / "config.json").is_file():
-        print(f"note: {out} already holds a run; it will be overwritten (use --resume to continue)",
-              file=sys.stderr)
     t0 = time.perf_counter()
     shards = resolve_data(opts, di)
     tokenizer = Tokenizer.load(resume_dir) if resume_dir else shards.tokenizer()
+    if resume_state is not None:
+        check_resume(out, opts, resume_state, tokenizer, shards.tokenizer())
     if opts.init and not opts.resume:
         init_tok = Tokenizer.load(resolve_checkpoint_dir(opts.init))
         if init_tok.fingerprint() != tokenizer.fingerprint():
@@ -313,7 +382,7 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
                     "model": model.config.to_dict(), "world_size": di.world_size,
                     "data": str(shards.path), "languages": shards.meta.get("languages"),
                     "parameters": sum(p.numel() for p in model.parameters())}
-        (out / "run.json").write_text(json.dumps(run_info, indent=2, default=str) + "\n")
+        atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
         print(f"pretrain: recipe {opts.recipe}, objective {opts.objective}, {run_info['parameters'] / 1e6:.1f}M parameters, "
               f"{source.epoch_len} sequences of <= {opts.seq_len} tokens, "
               f"world size {di.world_size}, data ready in {time.perf_counter() - t0:.1f}s",
@@ -326,9 +395,14 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
                   file=sys.stderr)
 
     def save(m: torch.nn.Module, state: dict[str, Any]) -> Path:
-        return save_checkpoint(ckpt_dir, m, tokenizer, training_state=state,
-                        extra_files={"masking.json": json.dumps(asdict(masking), indent=2)})
+        where = save_checkpoint(ckpt_dir, m, tokenizer, training_state=state, purpose=None,
+                                extra_files={"masking.json": json.dumps(asdict(masking), indent=2)})
+        if replaced is not None:
+            replaced.committed()
+        return where
 
+    if early is not None:
+        early.release()  # the loop's StopSignals take over: stop after a step, with a checkpoint
     record = train(model, source, opts.train, out, save, di, resume_state)
     if di.is_main:
         plot_curves(out / "metrics.jsonl", out / "curves.png")
@@ -336,6 +410,35 @@ def _pretrain(opts: PretrainOptions, di: DistInfo) -> dict[str, Any]:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return record
+
+
+# What a resumed run must share with the run it continues (run.json "options" keys).
+RESUME_MUST_MATCH = ("recipe", "arch", "size", "seq_len", "init")
+
+
+def check_resume(out: Path, opts: PretrainOptions, state: dict[str, Any], run_tok: Tokenizer,
+                 data_tok: Tokenizer) -> None:
+    """One line naming the first difference between the run in ``out`` and the one asked
+    for: the recipe, the architecture, the tokenizer the data was prepared with, or a
+    ``--max-steps`` below the step already reached."""
+    try:
+        before = json.loads((out / "run.json").read_text(encoding="utf-8")).get("options", {})
+    except (OSError, ValueError, RecursionError, AttributeError):
+        before = {}  # a run killed before it wrote run.json: the checkpoint alone is checked
+    now = _jsonable(asdict(opts))
+    for key in RESUME_MUST_MATCH:
+        if key in before and before[key] != now.get(key) and not (key == "size" and opts.init):
+            flag = "--" + key.replace("_", "-")
+            raise MaskedLMError(f"{out}: --resume with {flag} {now.get(key)}, but the run was "
+                                f"started with {flag} {before[key]}; give the same value, or a "
+                                "new --out to start another run")
+    if run_tok.fingerprint() != data_tok.fingerprint():
+        raise MaskedLMError(f"{out}: --resume with data prepared by another tokenizer than the "
+                            f"run's ({opts.data or 'shards'}); prepare it with --tokenizer {out}/checkpoint")
+    reached = int(state.get("step", 0))
+    if opts.train.max_steps < reached:
+        raise MaskedLMError(f"{out}: --max-steps {opts.train.max_steps} is below the step the run "
+                            f"already reached ({reached}); raise it to train further")
 
 
 def plot_curves(metrics: Path, png: Path) -> bool:
@@ -351,7 +454,12 @@ def plot_curves(metrics: Path, png: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+    rows = []
+    for ln in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rows.append(json.loads(ln))
+        except ValueError:
+            continue  # a torn line: the curves are drawn from the others
     train_rows = [r for r in rows if "mlm_loss" in r and "tokens_per_s" in r]
     if not train_rows:
         return False

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import check_output_dir, clean_stale_temps, temp_path, write_marker
 
 CARD_FILE = "scorecard.json"
 
@@ -279,13 +280,16 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
               files: dict[str, str] | None = None, random_init: bool = False,
               limit: int | None = None, overrides: dict[str, Any] | None = None,
               name: str | None = None, progress: bool = False, device: str | None = None,
-              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+              overwrite: bool = False) -> dict[str, Any]:
     """Score ``model`` (a run, a checkpoint or a Hugging Face BERT dir) on ``tasks``.
 
     Writes ``out/scorecard.json``, ``out/scorecard.md`` and ``out/scorecard.png`` when
     ``out`` is given; fine-tuned runs live in ``out/runs/`` and are removed at the end.
     ``limit`` caps every task's training examples and ``overrides`` replaces fixed
-    hyperparameters (smoke tests and experiments; the card records both).
+    hyperparameters (smoke tests and experiments; the card records both). An existing
+    ``out`` that is not a scorecard folder needs ``overwrite`` (only the card's own files
+    are written there).
     """
     import torch  # here, not at the top: `maskedlm --help` builds this module's task list
 
@@ -300,8 +304,13 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     specs = [TASKS[t] for t in tasks]
     resolved = {s.name: resolve_files(s, data_root, files or {}) for s in specs}  # fail early
     out_dir = Path(out) if out else Path("runs") / "scorecard"
-    work = out_dir / "runs"
+    # the card's folder: never a run or the model, and not a stranger's folder without
+    # --overwrite; the fine-tuned runs go to a private temporary folder inside it
+    check_output_dir(out_dir, "scorecard", overwrite=overwrite, inputs=[model], whole=False)
+    work = temp_path(out_dir / "runs")
+    clean_stale_temps(out_dir / "runs")
     work.mkdir(parents=True, exist_ok=True)
+    write_marker(out_dir, "scorecard")
     model = source = str(model)
     if random_init:
         model = str(random_init_twin(model, work / "random-init"))
@@ -344,7 +353,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
     scores = [r["score"] for r in card["tasks"].values()]
     card["mean"] = float(np.mean(scores)) if scores else float("nan")
     card["seconds"] = round(time.perf_counter() - t_card, 1)
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # ours: a temporary name no one else uses
     if out:
         write_card(card, out_dir)
     return card
@@ -386,7 +395,7 @@ def markdown(cards: Sequence[dict[str, Any]]) -> str:
 
 def plot(cards: Sequence[dict[str, Any]], path: Path) -> bool:
     """Grouped bar chart of the cards' scores; False when matplotlib is missing."""
-    from maskedlm.checkpoint import atomic_save_figure
+    from maskedlm.files import atomic_save_figure
 
     try:
         import matplotlib
@@ -413,7 +422,7 @@ def plot(cards: Sequence[dict[str, Any]], path: Path) -> bool:
 
 def write_card(card: dict[str, Any], out_dir: Path, compare: Sequence[dict[str, Any]] = ()) -> None:
     """scorecard.json, scorecard.md (with the compared cards) and scorecard.png, atomically."""
-    from maskedlm.checkpoint import atomic_write_text
+    from maskedlm.files import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / CARD_FILE, json.dumps(card, indent=2) + "\n")

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from maskedlm.errors import MaskedLMError, Preempted
+from maskedlm.files import append_line, repair_jsonl
 from maskedlm.progress import DEFAULT_EVERY, progress
 from maskedlm.runtime import tune_allocator
 
@@ -78,6 +79,16 @@ class TrainConfig:
             raise MaskedLMError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
         if self.progress_every < 0:
             raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
+        if not self.clip_grad >= 0:  # also NaN
+            raise MaskedLMError(f"--clip-grad must be >= 0 (0: no clipping), got {self.clip_grad}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise MaskedLMError(f"--batch-size {self.batch_size} is over {MAX_BATCH_SIZE} sequences "
+                                "per micro-step; use --grad-accum for larger batches")
+
+
+# Sequences per micro-step: far above what any accelerator holds (BERT-large at 512 tokens
+# fits ~64 on 80 GB); beyond it building one batch takes minutes of NumPy work.
+MAX_BATCH_SIZE = 65536
 
 
 @dataclass
@@ -261,6 +272,40 @@ class DataWaitMonitor:
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
+class RaiseOnSignal:
+    """Outside the training loop (data preparation, model building), SIGTERM, SIGINT and
+    SIGUSR1 stop at once with :class:`~maskedlm.errors.Preempted` saying that no
+    checkpoint was written and why; :class:`StopSignals` takes over inside the loop.
+
+    >>> with RaiseOnSignal("while preparing the data"):  # doctest: +SKIP
+    ...     prepare()
+    """
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> RaiseOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise Preempted(signal.Signals(signum).name, 0, None, why=self.why)
+
+    def release(self) -> None:
+        """Put the previous handlers back (the loop's own take over); idempotent."""
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
 class StopSignals:
     """While active, SIGTERM, SIGINT and SIGUSR1 only ask the loop to stop.
 
@@ -375,19 +420,16 @@ class MetricsLog:
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        if resume_step and self.path.exists():  # drop lines logged after the checkpoint
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
-        elif self.path.exists():
+        if resume_step:  # drop lines logged after the checkpoint, and a torn last line
+            repair_jsonl(self.path, keep=lambda r: r.get("step", 0) <= resume_step)
+        elif self.path.exists() or self.path.is_symlink():
             self.path.unlink()
         self.tb = tensorboard_writer(out_dir)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))
         write_scalars(self.tb, record, record["step"])
 
     def close(self) -> None:
@@ -494,13 +536,19 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
             record.update(evaluate(model, eval_batches, di.device, cfg.precision))
         return save(model, state)
 
-    if start == 0 and cfg.eval_every and di.is_main and eval_batches:
-        # the starting point, e.g. for continued pretraining from --init
-        log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
     record: dict[str, Any] = {}
     data_wait = DataWaitMonitor(di.device)
-    # the handlers go in before the prefetcher starts: a signal during its first batches counts
+    # the handlers go in before the first evaluation and the prefetcher: a signal during
+    # either counts
     with StopSignals() as stop:
+        if start == 0 and cfg.eval_every and di.is_main and eval_batches:
+            # the starting point, e.g. for continued pretraining from --init
+            log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
+        if _any_rank([stop.received is not None], di)[0]:
+            log.close()
+            raise Preempted(stop.received or "a signal on another rank", start,
+                            None if start == 0 else str(out_dir),
+                            why="it came during the starting-point evaluation, before any step")
         prefetch = Prefetcher(source, start, cfg.max_steps)
         bar = progress(cfg.max_steps, "pretrain", enabled=cfg.progress and di.is_main,
                        initial=start, every=cfg.progress_every)
@@ -639,7 +687,8 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, clip_grad: float,
                     step: int) -> None:
     """Clip, check, step the optimizer and the schedule, release the gradients."""
-    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    # clip_grad 0 means no clipping: the norm is still computed, for the NaN check
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
     if not torch.isfinite(gnorm):
         raise MaskedLMError(f"step {step + 1}: the loss or gradients turned NaN/inf; "
                             "lower --lr or use --precision fp32 (last checkpoint kept)")

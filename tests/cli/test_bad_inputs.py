@@ -45,6 +45,36 @@ CASES = [
     ("pretrain --data {shards} --out {out} --init {gpt2}", "model_type 'gpt2' is not a BERT"),
     ("pretrain --data {shards} --out {out} --init {truncated_run}", "model.safetensors: corrupt"),
     ("pretrain --data {shards} --out {locked}", "locked: in use by pid"),
+    # --- issue #30: never replace what maskedlm did not write; bounded work on hostile input
+    ("pretrain --data {shards} --out {user_dir}", "user_dir: exists and was not written by maskedlm"),
+    ("pretrain --data {shards} --out {shards}", "is the input"),
+    ("pretrain --data {shards} --out {binary}", "binary.txt: exists and is not a directory"),
+    ("pretrain --data {shards} --out {out} --batch-size 1000000", "--batch-size 1000000 is over 65536"),
+    ("pretrain --data {shards} --out {out} --clip-grad -1", "--clip-grad must be >= 0"),
+    ("pretrain --data {shards} --out {out} --init {deep_config}", "config.json: cannot read (RecursionError)"),
+    ("prepare --corpus {corpus} --tokenizer {tok} --out {out} --seq-len -7", "--seq-len must be in [8, 4096], got -7"),
+    ("tokenizer train --corpus {corpus} --out {run}", "run: is a pretrain run"),
+    ("tokenizer train --corpus {corpus} --out {binary}", "binary.txt: exists and is not a directory"),
+    ("fill-mask {deep_config} a_[MASK]", "config.json: cannot read (RecursionError)"),
+    ("fill-mask {two_layers} a_[MASK]", "num_hidden_layers must be an integer, got 'two'"),
+    ("fill-mask {huge_hidden} a_[MASK]", "hidden_size 10000000 is over 16,384"),
+    ("fill-mask {million_layers} a_[MASK]", "num_hidden_layers 1000000 is over 512"),
+    ("fill-mask {run} {many_masks}", "the prompt has 1000 [MASK]s but only"),
+    ("fill-mask {st_escape} a_[MASK]", "leads outside the model folder"),
+    ("export-hf {run} {run}", "run: is the input"),
+    ("export-hf {run} {binary}", "binary.txt: exists and is not a directory"),
+    ("export-hf {run} {user_dir}", "user_dir: exists and was not written by maskedlm; choose a new directory, or pass --overwrite"),
+    ("export-st {run} {ft_run} --overwrite", "ft_run: is a finetune run"),
+    ("export-onnx {run} {user_dir}", "user_dir: exists and was not written by maskedlm"),
+    ("finetune classify --model {run} --train {cls_tsv} --out {run}", "run: is the input"),
+    ("finetune classify --model {run} --train {cls_tsv} --out {user_dir}", "user_dir: exists and was not written"),
+    ("finetune classify --model {run} --train {cls_tsv} --out {out} --clip-grad -1", "--clip-grad must be >= 0"),
+    ("finetune classify --model {run} --train {cls_tsv} --out {out} --batch-size 1000000", "--batch-size must be at most"),
+    ("finetune qa --model {run} --train {squad_deep} --out {out}", "squad_deep.json: JSON nested too deep"),
+    ("finetune qa --model {run} --train {squad_inf} --out {out}", "question q1: an answer lacks 'text' or an integer 'answer_start'"),
+    ("wsd train {run} --semcor {missing} --wordnet {missing} --out {user_dir}", "user_dir: exists and was not written"),
+    ("scorecard {run} --tasks sst2 --out {user_dir}", "user_dir: exists and was not written"),
+    ("scorecard {run} --tasks sst2 --out {ft_run}", "ft_run: is a finetune run"),
     # --- tokenizer, prepare
     ("tokenizer train --corpus {missing} --out {out}", "missing"),
     ("tokenizer train --corpus {empty} --out {out}", "empty.txt"),
@@ -152,6 +182,20 @@ def inputs(tiny_data, tmp_path_factory) -> Iterator[dict[str, str]]:
     squad["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 3
     (d / "squad_bad_start.json").write_text(json.dumps(squad))
     (d / "notsquad.json").write_text(json.dumps({"version": "1.1"}))
+    deep = "[" * 100_000 + "]" * 100_000
+    (d / "squad_deep.json").write_text('{"data": ' + deep + "}")
+    squad["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = float("inf")
+    (d / "squad_inf.json").write_text(json.dumps(squad))  # Python writes Infinity
+    for name, config in (("deep_config", None), ("two_layers", {"num_hidden_layers": "two"}),
+                         ("huge_hidden", {"hidden_size": 10_000_000, "num_attention_heads": 10}),
+                         ("million_layers", {"num_hidden_layers": 1_000_000})):
+        (d / name).mkdir()
+        (d / name / "config.json").write_text(
+            '{"model_type": "bert", "a": ' + deep + "}" if config is None
+            else json.dumps({"model_type": "bert", **config}))
+    user = d / "user_dir"
+    (user / "notes").mkdir(parents=True)
+    (user / "thesis.tex").write_text("the user's own file\n")
     (d / "gpt2").mkdir()
     (d / "gpt2" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     run = d / "run"
@@ -164,6 +208,10 @@ def inputs(tiny_data, tmp_path_factory) -> Iterator[dict[str, str]]:
     assert main(["finetune", "qa", "--model", str(run), "--train", str(d / "squad.json"),
                  "--out", str(d / "qa_run"), "--epochs", "1", "--max-length", "32",
                  "--no-progress"]) == 0
+    shutil.copytree(run / "checkpoint", d / "st_escape")  # pooling read from outside the model
+    (d / "st_escape" / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+         {"idx": 1, "name": "1", "path": "../user_dir", "type": "sentence_transformers.models.Pooling"}]))
     shutil.copytree(run / "checkpoint", d / "truncated_run")
     weights = d / "truncated_run" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
@@ -183,7 +231,8 @@ def inputs(tiny_data, tmp_path_factory) -> Iterator[dict[str, str]]:
     files.update({"ragged_tsv": files.pop("ragged"), "one_label_tsv": files.pop("one_label"),
                   "cls_tsv": files.pop("cls"), "unseen_tsv": files.pop("unseen"),
                   "missing": str(d / "missing"), "shards": str(tiny_data["shards"]),
-                  "tok": str(tiny_data["tokenizer"]), "corpus": str(tiny_data["corpus"])})
+                  "tok": str(tiny_data["tokenizer"]), "corpus": str(tiny_data["corpus"]),
+                  "many_masks": " ".join(["[MASK]"] * 1000)})
     yield files
     lock.__exit__(None, None, None)
 

@@ -15,6 +15,7 @@ package: :mod:`.pretrain` (data, pretraining, fill-mask, export), :mod:`.tasks`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Any
@@ -28,6 +29,7 @@ from maskedlm.errors import (
     MaskedLMError,
     Preempted,
 )
+from maskedlm.files import WRITE_FAULTS, disk_errno
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         a = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    _decode_text_args(a)
     a.command_line = ["maskedlm", *argv]  # recorded in run records and model cards
     if not getattr(a, "func", None):
         parser.print_help()
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(a.func(a) or 0)
     except MaskedLMError as e:
-        print(f"maskedlm: error: {e}", file=sys.stderr)
+        print(f"maskedlm: error: {_one_line(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Preempted as e:
         print(f"maskedlm: {e}", file=sys.stderr)
@@ -111,6 +114,51 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception as e:  # the disk said no (full, read-only, permissions): the user's to fix
+        code = disk_errno(e)
+        if code is None:
+            raise
+        filename = getattr(e, "filename", None)
+        where = f"{filename}: " if filename else ""
+        print(f"maskedlm: error: {where}{WRITE_FAULTS[code]} ({type(e).__name__}: "
+              f"{_one_line(str(e))[:200]})", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+# Arguments that are text for the model (prompts, questions), never paths.
+TEXT_ARGS = ("text", "question", "context", "pair")
+
+
+def _decode_text_args(a: argparse.Namespace) -> None:
+    """Text arguments as the UTF-8 the user typed, whatever the locale, and output that
+    never fails to print.
+
+    Under a non-UTF-8 locale (``LANG=C`` with UTF-8 mode off) Python decodes ``argv``
+    as ASCII with surrogate escapes, so "Café" arrives as ``'Caf\\udcc3\\udca9'``, which
+    the tokenizer refuses; the original bytes are recovered and read as UTF-8. Paths are
+    left as they are (the file system takes them back byte for byte)."""
+    fs = sys.getfilesystemencoding()
+    for name in TEXT_ARGS:
+        v = getattr(a, name, None)
+        if isinstance(v, str):
+            setattr(a, name, os.fsencode(v).decode("utf-8", "replace") if fs.lower() not in (
+                "utf-8", "utf8") else v)
+        elif isinstance(v, list):
+            setattr(a, name, [os.fsencode(x).decode("utf-8", "replace") if isinstance(x, str)
+                              and fs.lower() not in ("utf-8", "utf8") else x for x in v])
+    for stream in (sys.stdout, sys.stderr):
+        enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if enc != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")  # an ASCII terminal: \xe9, not a crash
+
+
+MAX_MESSAGE = 2000  # characters of one error line: a 100k-character prompt is not echoed whole
+
+
+def _one_line(message: str) -> str:
+    """A message as one line of bounded length (inputs quoted in it may hold newlines)."""
+    flat = " ".join(message.split("\n"))
+    return flat if len(flat) <= MAX_MESSAGE else flat[:MAX_MESSAGE - 40] + f"... [{len(flat)} characters]"
 
 
 def entry() -> Any:  # pragma: no cover - console script

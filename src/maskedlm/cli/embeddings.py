@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -136,17 +135,15 @@ def run_embed(a: argparse.Namespace) -> int:
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    from maskedlm.files import atomic_write_stream
+
+    atomic_write_stream(path, lambda f: np.save(f, array))
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from maskedlm.files import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 # ----------------------------------------------------------------------------- corpus statistics
@@ -238,6 +235,10 @@ def run_wsd_train(a: argparse.Namespace) -> int:
 
     if a.max_sentences < 0:
         raise MaskedLMError(f"--max-sentences must be >= 0, got {a.max_sentences}")
+    from maskedlm.files import check_output_dir
+
+    # before the long work: the folder is checked again when written
+    check_output_dir(a.out, "wsd", overwrite=a.overwrite, inputs=[a.model, a.semcor, a.wordnet])
     inventory = WordNetInventory(a.wordnet)
     tagger = PosTagger.train(a.pos_train) if a.pos_train else None  # user errors before embedding
     model = _load(a)
@@ -254,7 +255,7 @@ def run_wsd_train(a: argparse.Namespace) -> int:
                            "semcor": str(Path(a.semcor).resolve()), "dropped_keys": stats["dropped_keys"],
                            "read_seconds": round(t1 - t0, 1), "embed_seconds": round(t2 - t1, 1)})
     centroids.tagger = tagger
-    centroids.save(a.out)
+    centroids.save(a.out, overwrite=a.overwrite)
     info = centroids.info
     print(f"{info['senses']} sense centroids from {info['annotations']} annotations in "
           f"{info['sentences']} sentences ({stats['dropped_keys']} keys not in WordNet dropped); "
@@ -393,6 +394,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--semcor", required=True, help="semcor3.0.jsonl.gz")
     t.add_argument("--wordnet", required=True, help="WordNet 3.0 dict/ folder")
     t.add_argument("--out", required=True, help="folder for centroids.npz + senses.json")
+    t.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that exists but is not a sense folder made by "
+                        "maskedlm (a run, an input or a file never is replaced)")
     t.add_argument("--max-sentences", type=int, default=0, help="first N sentences only (0: all)")
     t.add_argument("--pos-train", action="append", metavar="CONLLU",
                    help="Universal Dependencies CoNLL-U file(s) to train the part-of-speech tagger "

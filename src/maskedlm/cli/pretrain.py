@@ -66,6 +66,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", help="continue pretraining from a checkpoint or a Hugging Face BERT or ModernBert dir "
                         "(default: random initialisation)")
     p.add_argument("--out", default="runs/default", help="run directory (checkpoint, metrics, curves)")
+    add_overwrite_arg(p, "a pretraining run")
     p.add_argument("--vocab-size", type=int, default=None,
                    help="WordPiece vocabulary trained on the corpus (default: 8000 for the "
                         "default job, 30000 otherwise)")
@@ -120,6 +121,13 @@ def add_progress_args(p: argparse.ArgumentParser) -> None:
                         "progress line this often instead of a live bar")
 
 
+def add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"write into an output directory that exists but is not {what} made by "
+                        "maskedlm (without it such a directory is refused; a run directory, an "
+                        "input or an existing file never is replaced; docs/reliability.md)")
+
+
 def _resume_value(value: str) -> str:
     if value != "auto":
         raise argparse.ArgumentTypeError(f"takes no value or 'auto', got {value!r}")
@@ -170,8 +178,9 @@ def run_pretrain(a: argparse.Namespace) -> int:
         whole_word=a.whole_word, masking_budget=a.masking_budget, random_source=a.random_source,
         merge_spans=a.merge_spans, mask_rate=a.mask_rate, mask_replace=a.mask_replace,
         pre_layer_norm=a.pre_ln, eval_sequences=a.eval_sequences, dropout=a.dropout,
-        resume=a.resume, device=a.device, train=tcfg, command=a.command_line,
-        objective=a.objective, generator_scale=a.generator_scale, rtd_weight=a.rtd_weight)
+        resume=a.resume, overwrite=a.overwrite, device=a.device, train=tcfg,
+        command=a.command_line, objective=a.objective, generator_scale=a.generator_scale,
+        rtd_weight=a.rtd_weight)
     record = pretrain(opts)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -231,6 +240,7 @@ def add_tokenizer(sub: argparse._SubParsersAction) -> None:
                         "every file); a smaller corpus is read whole (0: always whole)")
     t.add_argument("--vocab-size", type=int, default=30000, help="WordPiece vocabulary size")
     t.add_argument("--out", required=True, help="tokenizer directory to write")
+    add_overwrite_arg(t, "a tokenizer")
     t.add_argument("--uncased", action="store_true", help="lowercase and strip accents")
     t.add_argument("--one-doc-per-line", action="store_true",
                    help="each line is a document (else blank lines separate documents)")
@@ -244,10 +254,13 @@ def run_tokenizer_train(a: argparse.Namespace) -> int:
     from maskedlm.data.corpus import iter_corpus_documents, parse_corpus_args
     from maskedlm.data.tokenizer import train_tokenizer
     from maskedlm.errors import MaskedLMError
+    from maskedlm.files import check_output_dir, write_marker
 
     corpus = parse_corpus_args(a.corpus)
     if a.sample_mb < 0:
         raise MaskedLMError(f"--sample-mb must be >= 0, got {a.sample_mb}")
+    # before the training: never a run, a checkpoint (its tokenizer would be replaced) or a file
+    check_output_dir(a.out, "tokenizer", overwrite=a.overwrite, whole=False)
     sample = a.sample_mb * 1e6 if a.sample_mb else None
     tok = train_tokenizer(lambda: iter_corpus_documents(corpus, alpha=a.alpha, seed=a.seed,
                                                         one_doc_per_line=a.one_doc_per_line,
@@ -255,6 +268,7 @@ def run_tokenizer_train(a: argparse.Namespace) -> int:
                                                         sample_bytes=sample),
                           vocab_size=a.vocab_size, lowercase=a.uncased)
     tok.save(a.out)
+    write_marker(a.out, "tokenizer")
     print(f"tokenizer: {tok.vocab_size} tokens -> {a.out}")
     return 0
 
@@ -281,8 +295,10 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def run_prepare(a: argparse.Namespace) -> int:
     from maskedlm.data.corpus import parse_corpus_args
+    from maskedlm.data.instances import check_seq_len
     from maskedlm.data.shards import ShardSet, prepare_shards
 
+    check_seq_len(a.seq_len)
     path = prepare_shards(parse_corpus_args(a.corpus), a.tokenizer, a.out,
                           one_doc_per_line=a.one_doc_per_line, alpha=a.alpha, seed=a.seed,
                           text_field=a.text_field, workers=a.workers,
@@ -329,6 +345,7 @@ def add_exports(sub: argparse._SubParsersAction) -> None:
                                          "BertForQuestionAnswering for a qa run) loads (+ a model card)")
     p.add_argument("model", help="a run, a checkpoint or a fine-tuned qa run (post-LN)")
     p.add_argument("out", help="directory to write")
+    add_overwrite_arg(p, "an earlier export-hf")
     p.set_defaults(func=run_export)
     p = sub.add_parser("export-st", help="write a directory sentence_transformers."
                                          "SentenceTransformer loads (+ a model card)")
@@ -337,6 +354,7 @@ def add_exports(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", choices=["mean", "cls", "max"], default="mean",
                    help="sentence vector from the last layer's tokens")
     p.add_argument("--normalize", action="store_true", help="unit-length vectors (a Normalize module)")
+    add_overwrite_arg(p, "an earlier export-st")
     p.set_defaults(func=run_export)
     p = sub.add_parser("export-onnx", help="write an ONNX graph of the encoder, or of encoder and "
                                            "task head for a fine-tuned run (+ a model card)")
@@ -344,6 +362,7 @@ def add_exports(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="directory to write (model.onnx, onnx.json, config, tokenizer)")
     p.add_argument("--quantize", choices=["none", "int8"], default="none",
                    help="int8: ONNX Runtime's dynamic quantization of the weights")
+    add_overwrite_arg(p, "an earlier export-onnx")
     p.set_defaults(func=run_export)
 
 
@@ -351,11 +370,12 @@ def run_export(a: argparse.Namespace) -> int:
     from maskedlm import export
 
     if a.command == "export-hf":
-        out = export.export_hf(a.model, a.out, a.command_line)
+        out = export.export_hf(a.model, a.out, a.command_line, overwrite=a.overwrite)
     elif a.command == "export-st":
-        out = export.export_st(a.model, a.out, a.pool, a.normalize, a.command_line)
+        out = export.export_st(a.model, a.out, a.pool, a.normalize, a.command_line,
+                               overwrite=a.overwrite)
     else:
-        out = export.export_onnx(a.model, a.out, a.quantize, a.command_line)
+        out = export.export_onnx(a.model, a.out, a.quantize, a.command_line, overwrite=a.overwrite)
     print(f"exported to {out} (model card: {out}/README.md)")
     return 0
 

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="capped training per task (~15 min for a mini model on 2 CPU cores)")
     p.add_argument("--out", default=None, help="directory for scorecard.json/.md/.png "
                                                "(default: runs/scorecard-NAME)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write the card into an --out that exists but is not a scorecard folder "
+                        "(only the card's files are written there; a run is never used)")
     p.add_argument("--name", default=None, help="the card's column name (default: --out's name)")
     p.add_argument("--compare", action="append", default=[], metavar="CARD.json",
                    help="earlier scorecards to put side by side (repeatable)")
@@ -60,7 +63,7 @@ def run_scorecard(a: argparse.Namespace) -> int:
     out = Path(a.out or f"runs/scorecard-{Path(a.model).name}")
     card = scorecard(a.model, tasks, quick=a.quick, data_root=a.data_root, out=out, files=files,
                      random_init=a.random_init, name=a.name, limit=a.limit, device=a.device,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, overwrite=a.overwrite)
     write_card(card, out, compare)
     if a.json:
         print(json.dumps(card))

@@ -24,6 +24,10 @@ def _common(p: argparse.ArgumentParser, lr: float = 5e-5) -> None:
                    help="labelled dev file for evaluation and early stopping "
                         "(default: none; the last step is kept)")
     p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that exists but is not a fine-tuning run made by "
+                        "maskedlm (a run of another kind, an input or a file never is replaced; "
+                        "docs/reliability.md)")
     p.add_argument("--epochs", type=float, default=3.0, help="passes over the training set")
     p.add_argument("--lr", type=float, default=lr, help="peak learning rate of the encoder")
     p.add_argument("--head-lr", type=float, default=None,
@@ -228,7 +232,7 @@ def run_finetune(a: argparse.Namespace) -> int:
         weight_decay=a.weight_decay, clip_grad=a.clip_grad, freeze=a.freeze,
         eval_every=a.eval_every, patience=a.patience, seed=a.seed, train_limit=a.train_limit,
         progress=not a.no_progress, progress_every=a.progress_every, device=a.device,
-        precision=a.precision, resume=a.resume)
+        precision=a.precision, resume=a.resume, overwrite=a.overwrite)
     train, dev_data = a.train, a.dev
     if getattr(a, "dev_articles", 0):
         train, dev_data = _hold_out_articles(task, a.train, a.dev, a.dev_articles)
@@ -285,7 +289,7 @@ def _hold_out_articles(task: Any, train: str, dev: str | None, n: int) -> tuple[
 
 def _calibrate(run: str, dev: str | list) -> dict[str, Any]:
     """Choose the spans NULL / QA null-score threshold on dev and store it in task.json."""
-    from maskedlm.checkpoint import atomic_write_text
+    from maskedlm.files import atomic_write_text
     from maskedlm.tasks.finetune import TASK_FILE, load_task
 
     m = load_task(run)
@@ -317,7 +321,7 @@ def run_evaluate(a: argparse.Namespace) -> int:
     if a.predictions:
         from pathlib import Path
 
-        from maskedlm.checkpoint import atomic_write_text
+        from maskedlm.files import atomic_write_text
         atomic_write_text(Path(a.predictions), json.dumps(m.task.predictions, indent=1) + "\n")  # type: ignore[attr-defined]
     if a.json:
         print(json.dumps(metrics))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_save_figure
 
 if TYPE_CHECKING:
     from maskedlm.embeddings.pooling import Embedder
@@ -138,15 +139,10 @@ def draw(coords: np.ndarray, labels: Sequence[str], snippets: Sequence[str], tit
     ax.legend(fontsize=7, loc="best")
     ax.set_xticks([])
     ax.set_yticks([])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+        return atomic_save_figure(fig, out, dpi=fig.dpi, tight=False, bbox_inches="tight")
     finally:
         plt.close(fig)
-    os.replace(tmp, out)
-    return out
 
 
 def plot_word_senses(model: Embedder, word: str, out: str | os.PathLike[str], *,

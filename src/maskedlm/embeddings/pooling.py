@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_write_stream
 
 if TYPE_CHECKING:
     from maskedlm.data.tokenizer import Tokenizer
@@ -401,14 +402,9 @@ class Standardizer:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write an .npz (mean, std, count, info) atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.savez(f, mean=self.mean, std=self.std, count=np.int64(self.count),
-                     info=np.array([f"{k}={v}" for k, v in self.info.items() if k != "path"]))
-        os.replace(tmp, path)
-        return path
+        info = np.array([f"{k}={v}" for k, v in self.info.items() if k != "path"])
+        return atomic_write_stream(path, lambda f: np.savez(
+            f, mean=self.mean, std=self.std, count=np.int64(self.count), info=info))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], dim: int | None = None) -> Standardizer:

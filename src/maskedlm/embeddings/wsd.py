@@ -426,10 +426,11 @@ class SenseCentroids:
         norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
         self.unit = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
+    def save(self, directory: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """A directory: centroids.npz (vectors, counts), senses.json (keys, info), and
-        standardize.npz, pos_tagger.json when there are such."""
-        from maskedlm.checkpoint import atomic_write_dir
+        standardize.npz, pos_tagger.json when there are such; an existing directory that is
+        not a sense folder needs ``overwrite``."""
+        from maskedlm.files import atomic_write_dir
 
         def write(tmp: Path) -> None:
             with open(tmp / CENTROIDS_FILE, "wb") as f:
@@ -439,7 +440,7 @@ class SenseCentroids:
                 self.standardizer.save(tmp / STATS_FILE)
             if self.tagger is not None:
                 (tmp / TAGGER_FILE).write_text(self.tagger.to_json())
-        return atomic_write_dir(Path(directory), write)
+        return atomic_write_dir(Path(directory), write, purpose="wsd", overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> SenseCentroids:

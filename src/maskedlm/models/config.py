@@ -101,6 +101,7 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.arch not in ARCHS:
             raise MaskedLMError(f"config: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         modern = self.arch == "modernbert"
@@ -134,6 +135,8 @@ class ModelConfig:
         for name in ("hidden_act", "classifier_activation"):
             if getattr(self, name) not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
                 raise MaskedLMError(f"config: unsupported {name} {getattr(self, name)!r}")
+
+        _check_sizes(self)
 
     def is_global(self, layer: int) -> bool:
         """Whether ModernBERT layer ``layer`` attends globally (else within the window)."""
@@ -181,6 +184,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise MaskedLMError(f"config: a JSON object, got {type(d).__name__}")
         d = dict(d)
         if d.get("model_type", "bert") == "modernbert":
             d = _from_modernbert(d)
@@ -197,10 +202,61 @@ class ModelConfig:
     def load(cls, path: str | Path) -> ModelConfig:
         path = Path(path)
         try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise MaskedLMError(f"{path}: cannot read config ({e})") from None
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
+            raise MaskedLMError(f"{path}: cannot read config ({type(e).__name__})") from None
+        if not isinstance(d, dict):
+            raise MaskedLMError(f"{path}: a config is a JSON object, got {type(d).__name__}")
         return cls.from_dict(d)
+
+
+# Bounds checked before any tensor is allocated: each well above the largest published
+# encoder (XLM-R XXL: 48 layers, hidden 4096, vocab 250k; ModernBERT: 8192 positions), so
+# a hostile or corrupt config.json fails in one line instead of in the allocator.
+MAX_SIZES = {"vocab_size": 2_000_000, "hidden_size": 16_384, "num_hidden_layers": 512,
+             "num_attention_heads": 1024, "intermediate_size": 131_072,
+             "max_position_embeddings": 1_048_576, "type_vocab_size": 1024,
+             "sbo_max_positions": 65_536, "global_attn_every_n_layers": 512,
+             "local_attention": 1_048_576, "pad_token_id": 2_000_000}
+MAX_PARAMETERS = 50e9  # the estimate below; about 200 GB of fp32 weights
+
+
+def _check_types(c: ModelConfig) -> None:
+    """Every numeric field a number of the right kind (a config.json may say "two")."""
+    for f in dataclasses.fields(c):
+        v = getattr(c, f.name)
+        if f.name == "pad_token_id" and v is None:  # some configs say null: BERT's 0
+            c.pad_token_id = v = 0
+        if f.name in MAX_SIZES:
+            if isinstance(v, bool) or not isinstance(v, int | float) or (
+                    isinstance(v, float) and not v.is_integer()):
+                raise MaskedLMError(f"config: {f.name} must be an integer, got {v!r}")
+            setattr(c, f.name, int(v))
+        elif f.name in ("initializer_range", "global_rope_theta", "local_rope_theta",
+                        "embedding_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                        "layer_norm_eps") and v is not None:
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v in (
+                    float("inf"), float("-inf")):
+                raise MaskedLMError(f"config: {f.name} must be a finite number, got {v!r}")
+        elif f.name in ("hidden_act", "arch") and not isinstance(v, str):
+            raise MaskedLMError(f"config: {f.name} must be a string, got {v!r}")
+
+
+def _check_sizes(c: ModelConfig) -> None:
+    for name, most in MAX_SIZES.items():
+        if getattr(c, name) > most:
+            raise MaskedLMError(f"config: {name} {getattr(c, name)} is over {most:,}; not a "
+                                "model this toolkit builds (a corrupt config.json?)")
+    if c.pad_token_id < 0 or c.pad_token_id >= c.vocab_size:
+        raise MaskedLMError(f"config: pad_token_id {c.pad_token_id} is outside the vocabulary "
+                            f"(0..{c.vocab_size - 1})")
+    h = c.hidden_size
+    params = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h \
+        + c.num_hidden_layers * (4 * h * h + 3 * h * c.intermediate_size)
+    if params > MAX_PARAMETERS:
+        raise MaskedLMError(f"config: about {params / 1e9:.0f}B parameters "
+                            f"({c.num_hidden_layers} layers, hidden {h}, vocab {c.vocab_size}); "
+                            f"over the {MAX_PARAMETERS / 1e9:.0f}B this toolkit builds")
 
 
 def _from_modernbert(d: dict[str, Any]) -> dict[str, Any]:

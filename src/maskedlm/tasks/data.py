@@ -92,6 +92,8 @@ def _table_rows(path: str | Path) -> list[tuple[int, list[str] | dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise MaskedLMError(f"{p}:{i}: not JSON ({e.msg})") from None
+            except RecursionError:
+                raise MaskedLMError(f"{p}:{i}: JSON nested too deep") from None
             if not isinstance(obj, dict):
                 raise MaskedLMError(f"{p}:{i}: expected a JSON object")
             rows.append((i, obj))
@@ -308,6 +310,8 @@ def read_span_jsonl(path: str | Path) -> list[SpanSentence]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise MaskedLMError(f"{where}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise MaskedLMError(f"{where}: JSON nested too deep") from None
         words = obj.get("tokens") if isinstance(obj, dict) else None
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise MaskedLMError(f"{where}: no 'tokens' list of strings")
@@ -381,6 +385,8 @@ def read_squad(path: str | Path, *, labelled: bool = True) -> list[QAExample]:
         raise MaskedLMError(f"{p}: not UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise MaskedLMError(f"{p}:{e.lineno}: not JSON ({e.msg})") from None
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise MaskedLMError(f"{p}: JSON nested too deep (not SQuAD)") from None
     articles = _squad_field(obj, "data", list, f"{p}: not SQuAD JSON: top level")
     out: list[QAExample] = []
     seen: set[str] = set()
@@ -408,8 +414,12 @@ def read_squad(path: str | Path, *, labelled: bool = True) -> list[QAExample]:
                 for ans in qa.get("answers", []) or []:
                     try:
                         atext, start = ans["text"], int(ans["answer_start"])
-                    except (KeyError, TypeError, ValueError):
-                        raise MaskedLMError(f"{here}: an answer lacks 'text' or 'answer_start'") from None
+                    except (KeyError, TypeError, ValueError, OverflowError):  # also Infinity, NaN
+                        raise MaskedLMError(f"{here}: an answer lacks 'text' or an integer "
+                                            "'answer_start'") from None
+                    if not 0 <= start <= len(context):
+                        raise MaskedLMError(f"{here}: answer_start {start} is outside the context "
+                                            f"(0..{len(context)})")
                     if not isinstance(atext, str) or not atext:
                         raise MaskedLMError(f"{here}: an answer has an empty 'text'")
                     if context[start:start + len(atext)] != atext:

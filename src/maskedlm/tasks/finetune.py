@@ -30,8 +30,7 @@ from maskedlm.checkpoint import (
     CONFIG_NAME,
     TRAINING_STATE_NAME,
     WEIGHTS_NAME,
-    RunLock,
-    atomic_write_dir,
+    check_finite,
     load_model,
     load_training_state,
     save_training_state,
@@ -39,6 +38,7 @@ from maskedlm.checkpoint import (
 )
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError, Preempted
+from maskedlm.files import RunLock, atomic_write_dir, check_output_dir
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
 from maskedlm.progress import DEFAULT_EVERY, progress
@@ -48,7 +48,15 @@ from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_de
 from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.train import TENSORBOARD_DIR, StopSignals, autocast, tensorboard_writer, write_scalars
+from maskedlm.train import (
+    MAX_BATCH_SIZE,
+    TENSORBOARD_DIR,
+    RaiseOnSignal,
+    StopSignals,
+    autocast,
+    tensorboard_writer,
+    write_scalars,
+)
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
@@ -85,6 +93,8 @@ class FinetuneConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
     # continue from OUT/training_state.pt (left by a stopped run); "auto": when there is one
     resume: bool | str = False
+    overwrite: bool = False  # allow an OUT that exists and is not a fine-tuning run
+
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -96,6 +106,11 @@ class FinetuneConfig:
             raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
         if self.max_length < 4:
             raise MaskedLMError(f"--max-length {self.max_length} leaves no room for text")
+        if not self.clip_grad >= 0:  # also NaN
+            raise MaskedLMError(f"--clip-grad must be >= 0 (0: no clipping), got {self.clip_grad}")
+        if self.batch_size > MAX_BATCH_SIZE or self.eval_batch_size > MAX_BATCH_SIZE:
+            raise MaskedLMError(f"--batch-size must be at most {MAX_BATCH_SIZE} examples per step, "
+                                f"got {max(self.batch_size, self.eval_batch_size)}")
         parse_freeze(self.freeze)
 
 
@@ -148,7 +163,10 @@ def make_task(kind: str, labels: list[str] | None = None, **options: Any) -> Tas
 # ----------------------------------------------------------------------------- run directory
 def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, tok: Tokenizer,
              task: Task, cfg: FinetuneConfig, metrics: dict[str, Any], history: list[dict]) -> Path:
-    """Write the run directory atomically (a killed process leaves the old one intact)."""
+    """Write the run directory atomically (a killed process leaves the old one intact);
+    weights holding NaN or inf are refused, so the last finite copy stays."""
+    check_finite(model, str(out))
+
     def write(tmp: Path) -> None:
         pretrained.config.save(tmp / CONFIG_NAME)
         save_file(to_hf_state_dict(pretrained), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
@@ -162,12 +180,14 @@ def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, 
         if getattr(task, "predictions", None):  # QA: the dev answers, for the official script
             (tmp / PREDICTIONS_FILE).write_text(json.dumps(task.predictions, indent=1) + "\n")  # type: ignore[attr-defined]
     # tb/ (TensorBoard's open event file) moves into each new copy of the run directory
-    return atomic_write_dir(Path(out), write, keep=(TENSORBOARD_DIR,))
+    return atomic_write_dir(Path(out), write, keep=(TENSORBOARD_DIR,), purpose="finetune",
+                            overwrite=cfg.overwrite)
 
 
-def export_hf_qa(path: str | Path, out: str | Path) -> Path:
+def export_hf_qa(path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Write a QA run as a directory ``transformers.BertForQuestionAnswering`` loads with the
     same start/end logits (the encoder under ``bert.*``, the head as ``qa_outputs``)."""
+    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[path])
     m = load_task(path)
     if m.task.kind != "qa":
         raise MaskedLMError(f"{path}: a {m.task.kind} run, not a QA run")
@@ -187,7 +207,8 @@ def export_hf_qa(path: str | Path, out: str | Path) -> Path:
                   for k, v in m.model.head.qa_outputs.state_dict().items()}  # type: ignore[union-attr]
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         m.tokenizer.save(tmp)
-    return atomic_write_dir(Path(out), write)
+    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite,
+                            inputs=[path])
 
 
 class TaskPredictor:
@@ -346,13 +367,15 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     >>> finetune(make_task("tag"), "minilm/", "conll/train.txt", "conll/dev.txt", "runs/ner",
     ...          FinetuneConfig(epochs=2))  # doctest: +SKIP
     """
-    with RunLock(out):
-        return _finetune(task, model_path, train, dev, out, cfg)
+    inputs = [model_path] + [p for p in (train, dev) if isinstance(p, str | Path)]
+    early = RaiseOnSignal("it came before the first training step")
+    with early, RunLock(out, purpose="finetune", overwrite=cfg.overwrite, inputs=inputs):
+        return _finetune(task, model_path, train, dev, out, cfg, early)
 
 
 def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
-              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
-              ) -> dict[str, Any]:
+              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig,
+              early: RaiseOnSignal | None = None) -> dict[str, Any]:
     tune_allocator()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -404,6 +427,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     running, n_running, stop = 0.0, 0, False
     resume = _resume_state(out, cfg)
     if resume is not None:
+        check_finetune_resume(out, resume, model, task, total)
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
@@ -413,6 +437,8 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
         running, n_running = resume["running"], resume["n_running"]
     tb = tensorboard_writer(Path(out))  # OUT/tb/ beside the run, with the tensorboard extra
     bar = progress(total, "fine-tune", enabled=cfg.progress, initial=step, every=cfg.progress_every)
+    if early is not None:
+        early.release()  # the loop's StopSignals take over: stop after a step, with a state
     with StopSignals() as signals:
         while step < total and not stop:
             # The epoch's order comes from the generator's state at its start; a resumed run
@@ -431,8 +457,12 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
                     loss = task.loss(model, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                # the norm is computed even without clipping (--clip-grad 0): the NaN guard
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
+                if not (torch.isfinite(loss.detach()) and torch.isfinite(gnorm)):
+                    raise MaskedLMError(f"step {step + 1}: the fine-tuning loss or gradients turned "
+                                        "NaN/inf; lower --lr or use --precision fp32 "
+                                        f"(the last good checkpoint in {out} is kept)")
                 opt.step()
                 sched.step()
                 train_time += time.perf_counter() - t0
@@ -446,12 +476,14 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
                 if stop or step >= total:
                     break
                 if signals.received:
+                    check_finite(model, str(out))
                     state = {"step": step, "epoch_rng": epoch_rng, "rng": rng.bit_generator.state,
                              "batch_in_epoch": b_i + 1, "torch_rng": torch.get_rng_state(),
                              "model": model.state_dict(), "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "history": history, "best": best,
                              "bad_evals": bad_evals, "seen": seen, "train_time": train_time,
-                             "running": running, "n_running": n_running}
+                             "running": running, "n_running": n_running,
+                             "task": task.kind, "labels": task.labels}
                     save_training_state(out, state)
                     bar.close()
                     raise Preempted(signals.received, step, str(out))
@@ -463,6 +495,45 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     return {"out": str(out), "task": task.kind, "steps": step, "best": best,
             "train_examples_per_s": round(seen / max(train_time, 1e-9), 2),
             "trainable_parameters": n_trainable}
+
+
+def check_finetune_resume(out: str | Path, state: dict[str, Any], model: TaskModel, task: Task,
+                          total: int) -> None:
+    """One line naming what differs between a stopped run's state and the run asked for:
+    the task's labels, the model's parameters (names and shapes), or the step count."""
+    meta_file = Path(out) / TASK_FILE
+    _check_labels(out, state.get("task"), state.get("labels"), task)
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError, OSError):
+            meta = {}
+        if isinstance(meta, dict):
+            _check_labels(out, meta.get("task"), meta.get("labels"), task)
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.get("model", {}).items()}
+    for k in sorted(mine.keys() | theirs.keys()):
+        if mine.get(k) != theirs.get(k):
+            raise MaskedLMError(f"{out}: --resume with another model: parameter {k} is "
+                                f"{theirs.get(k)} in the stopped run and {mine.get(k)} now "
+                                "(same --model, task and labels as the stopped run?)")
+    if int(state.get("step", 0)) > total:
+        raise MaskedLMError(f"{out}: --resume at step {state['step']}, beyond the {total} steps "
+                            "this run would take (--epochs or the training file changed)")
+
+
+def _check_labels(out: str | Path, kind: Any, labels: Any, task: Task) -> None:
+    if kind not in (None, task.kind):
+        raise MaskedLMError(f"{out}: --resume of a {kind} run as a {task.kind} run")
+    if labels is not None and list(labels) != list(task.labels):
+        raise MaskedLMError(f"{out}: --resume with {len(task.labels)} labels {_short(task.labels)}, "
+                            f"but the run was trained with {len(labels)} {_short(list(labels))}; "
+                            "use the same training file, or a new --out")
+
+
+def _short(labels: list[str], n: int = 6) -> str:
+    shown = ", ".join(map(str, labels[:n]))
+    return f"[{shown}{', ...' if len(labels) > n else ''}]"
 
 
 def _resume_state(out: str | Path, cfg: FinetuneConfig) -> dict[str, Any] | None:
