@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_write_bytes
 
 COMPRESSIONS = ("", ".gz", ".zst")
 # what a folder is searched for: text and JSON Lines, plain or compressed, and parquet
@@ -784,10 +785,7 @@ def write_stdlib_corpus(path: str | os.PathLike[str]) -> Path:
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def is_number(text: str) -> bool:

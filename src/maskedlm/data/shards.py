@@ -49,6 +49,7 @@ from maskedlm.data.corpus import LanguagePlan, plan_languages, resolve_files
 from maskedlm.data.pieces import PieceJob, PieceReader, tokenize_piece, worker_init
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_write_text
 from maskedlm.progress import progress
 
 log = logging.getLogger(__name__)
@@ -293,9 +294,7 @@ def _tokenize_pieces(
     work.mkdir(parents=True, exist_ok=True)
     tok_file = work / "tokenizer.json"
     if not tok_file.is_file():
-        tmp = work / f".tokenizer.json-{os.getpid()}"
-        tmp.write_text(tok.hf.to_str(), encoding="utf-8")
-        os.replace(tmp, tok_file)
+        atomic_write_text(tok_file, tok.hf.to_str())
     paths = [p for lang in files for p in files[lang]]
     jobs = [PieceJob(i, p, str(work), str(tok_file), tok.lowercase,
                      tuple(tok.special_tokens.items()), dtype.name, settings.one_doc_per_line,

@@ -24,6 +24,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from maskedlm.errors import MaskedLMError
+from maskedlm.files import atomic_write_text
 
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 TOKENIZER_FILE = "tokenizer.json"
@@ -198,9 +199,9 @@ class Tokenizer:
             "tokenize_chinese_chars": True,
             **{f"{role}_token": tok for role, tok in self.special_tokens.items()},
         }
-        _write_atomic(d / TOKENIZER_FILE, self._hf.to_str(pretty=True))
-        _write_atomic(d / VOCAB_FILE, "".join(f"{t}\n" for t in self.vocab()))
-        _write_atomic(d / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write_text(d / TOKENIZER_FILE, self._hf.to_str(pretty=True))
+        atomic_write_text(d / VOCAB_FILE, "".join(f"{t}\n" for t in self.vocab()))
+        atomic_write_text(d / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -260,12 +261,6 @@ def _continuation_table(hf: HFTokenizer, vocab_size: int) -> np.ndarray | None:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
