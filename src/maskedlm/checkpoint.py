@@ -394,9 +394,9 @@ def is_rtd_checkpoint(path: str | Path) -> bool:
     ckpt = resolve_checkpoint_dir(path)
     try:
         raw = json.loads((ckpt / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, ValueError, RecursionError):  # the model's reader says what is wrong
         return False
-    if not isinstance(raw.get(RTD_CONFIG_KEY), dict) or not (ckpt / WEIGHTS_NAME).is_file():
+    if not isinstance(raw, dict) or not isinstance(raw.get(RTD_CONFIG_KEY), dict) or not (ckpt / WEIGHTS_NAME).is_file():
         return False
     from safetensors import safe_open
     try:

@@ -106,4 +106,6 @@ def test_scorecard_stsb_and_stsb_simcse_on_tiny_files(tmp_path):
     assert raw["eval_examples"] == simcse["eval_examples"] == 30
     assert -1 <= raw["score"] <= 1 and -1 <= simcse["score"] <= 1
     assert simcse["train_examples"] == 64 and simcse["steps"] == 1
-    assert simcse["score"] != raw["score"]  # the SimCSE stage changed the vectors
+    # the SimCSE stage changed the vectors: Pearson moves with any change of the cosines (one
+    # step at the card's rate may leave the 30 pairs' ranks, hence Spearman, as they were)
+    assert simcse["details"]["pearson"] != raw["details"]["pearson"]
