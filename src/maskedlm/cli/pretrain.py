@@ -76,7 +76,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     add_text_field_arg(p)
     p.add_argument("--alpha", type=float, default=0.3, help="language sampling exponent")
     p.add_argument("--max-steps", type=int, default=None,
-                   help="optimizer steps (default: 1000, or as many as --max-time allows; 800 for the "
+                   help="optimizer steps (default: 1000, or as many as --max-time allows; 1600 for the "
                         "embedded default job)")
     p.add_argument("--max-time", type=float, default=0.0, help="wall-clock budget in seconds")
     p.add_argument("--batch-size", type=int, default=None,
@@ -152,7 +152,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
         raise MaskedLMError(f"--max-time must be >= 0 seconds, got {a.max_time}")
     max_time = a.max_time
     # With a wall-clock budget and no step count, time alone ends the run (and its schedule).
-    # The embedded default is a fixed number of steps instead (about 2.5 minutes on an idle
+    # The embedded default is a fixed number of steps instead (about 3 minutes on an idle
     # 2-core CPU): on a busy machine a time budget left it at the unigram plateau, answering
     # "the, is, a" to every prompt; a step budget shows the same result everywhere.
     max_steps = a.max_steps if a.max_steps is not None else (
@@ -203,10 +203,12 @@ def run_pretrain(a: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_JOB_STEPS = 800  # 735 steps took 150 s on the idle 2-core CPU (docs/results/budget-recipe.md)
+# 1,600 steps took 181 s on the idle 2-core CPU: held-out accuracy 0.309 against 0.058 for
+# always answering '.' (800 steps: 0.183; docs/results/budget-recipe.md)
+DEFAULT_JOB_STEPS = 1600
 DEFAULT_PROMPTS = (
-    "Return the [MASK] of the list.",
-    "If the file does not [MASK], an exception is raised.",
+    "If the file does not exist, an [MASK] is raised.",
+    "Return the [MASK] of the file.",
     "This function is [MASK] for internal use only.",
 )
 # For a run on the user's own --corpus: plain English prose, not docstrings.
