@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from maskedlm.api import MaskedLM
+from maskedlm.data.corpus import sample_sentences
 from maskedlm.data.tokenizer import train_tokenizer
 from maskedlm.embeddings.pooling import (
     Layers,
@@ -14,7 +15,6 @@ from maskedlm.embeddings.pooling import (
     embed_words,
     encode,
     fit_standardizer,
-    sample_sentences,
     tokenize,
     windows,
 )

@@ -148,7 +148,8 @@ def _write_text(path: Path, text: str) -> None:
 
 # ----------------------------------------------------------------------------- corpus statistics
 def _corpus_vectors(a: argparse.Namespace, model: Any) -> np.ndarray:
-    from maskedlm.embeddings.pooling import corpus_word_vectors, sample_sentences
+    from maskedlm.data.corpus import sample_sentences
+    from maskedlm.embeddings.pooling import corpus_word_vectors
 
     sentences = sample_sentences(a.corpus, a.max_sentences, np.random.default_rng(a.seed))
     return corpus_word_vectors(model, sentences, layers=a.layers, pool=a.pool, **_run_kw(a))

@@ -473,34 +473,7 @@ def anisotropy(vectors: np.ndarray, pairs: int = 10000, rng: np.random.Generator
 
 
 # ----------------------------------------------------------------------------- corpora
-def sample_sentences(paths: Sequence[str | os.PathLike[str]], max_sentences: int,
-                     rng: np.random.Generator, *, min_words: int = 3,
-                     max_words: int = 64) -> list[str]:
-    """A uniform sample (reservoir, Vitter's algorithm R) of corpus sentences of sane length.
-
-    >>> sample_sentences(["books/"], 1000, np.random.default_rng(0))  # doctest: +SKIP
-    """
-    from maskedlm.data.corpus import iter_documents
-
-    if max_sentences < 1:
-        raise MaskedLMError(f"--max-sentences must be >= 1, got {max_sentences}")
-    kept: list[str] = []
-    seen = 0
-    for doc in iter_documents(list(paths)):
-        for s in doc:
-            if not min_words <= len(s.split()) <= max_words:
-                continue
-            if len(kept) < max_sentences:
-                kept.append(s)
-            else:
-                j = int(rng.integers(0, seen + 1))
-                if j < max_sentences:
-                    kept[j] = s
-            seen += 1
-    if not kept:
-        raise MaskedLMError(f"{os.fspath(paths[0])}: no sentence of {min_words}..{max_words} words "
-                            "in the corpus")
-    return kept
+# sample_sentences lives in maskedlm.data.corpus (fine-tuning samples sentences too)
 
 
 def corpus_word_vectors(model: Embedder, sentences: Sequence[Sentence], *, layers: str = "last",

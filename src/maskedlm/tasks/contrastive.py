@@ -145,23 +145,9 @@ def corpus_sentences(paths: Sequence[str], limit: int | None, rng: np.random.Gen
                      min_words: int = 5, max_words: int = 64) -> list[PairExample]:
     """Sentences of a pretraining corpus (files, folders, globs; as ``--corpus``): a
     uniform sample of ``limit`` (reservoir sampling) of those with 5..64 words."""
-    from maskedlm.data.corpus import iter_documents
+    from maskedlm.data.corpus import sample_sentences
 
-    kept: list[str] = []
-    seen = 0
-    for doc in iter_documents(list(paths)):
-        for s in doc:
-            if not min_words <= len(s.split()) <= max_words:
-                continue
-            if limit is None or len(kept) < limit:
-                kept.append(s)
-            else:
-                j = int(rng.integers(0, seen + 1))
-                if j < limit:
-                    kept[j] = s
-            seen += 1
-    if not kept:
-        raise MaskedLMError(f"{paths[0]}: no sentence of {min_words}..{max_words} words")
+    kept = sample_sentences(list(paths), limit, rng, min_words=min_words, max_words=max_words)
     return [PairExample(s, None, None, f"{paths[0]}:#{i}") for i, s in enumerate(kept)]
 
 
