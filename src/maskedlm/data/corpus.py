@@ -322,6 +322,7 @@ def _iter_parquet(path: Path, text_field: str, take: Take = _take_all) -> Iterat
     """One document per row of ``text_field``, read in record batches of
     :data:`PARQUET_BATCH_ROWS` rows (only that column is read)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
@@ -342,7 +343,7 @@ def _iter_parquet(path: Path, text_field: str, take: Take = _take_all) -> Iterat
         for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_field]):
             column = batch.column(0)
             if column.null_count:
-                first = row + int(pa.compute.index(column.is_null(), True).as_py()) + 1
+                first = row + int(pc.index(column.is_null(), True).as_py()) + 1
                 raise MaskedLMError(f"{path}: row {first}: {text_field!r} is null")
             # sampling: only the rows taken become Python strings
             texts = (column.to_pylist() if take is _take_all
