@@ -272,6 +272,18 @@ class DataWaitMonitor:
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
+def _install_stop_handlers(handler: Any) -> dict[int, Any]:
+    """``handler`` for every stop signal; the previous handlers, to put back. Handlers can
+    only be installed in the main thread: elsewhere nothing is installed."""
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                old[sig] = signal.signal(sig, handler)
+    return old
+
+
 class RaiseOnSignal:
     """Outside the training loop (data preparation, model building), SIGTERM, SIGINT and
     SIGUSR1 stop at once with :class:`~maskedlm.errors.Preempted` saying that no
@@ -286,11 +298,7 @@ class RaiseOnSignal:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> RaiseOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for name in STOP_SIGNALS:
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._old[sig] = signal.signal(sig, self._handle)
+        self._old = _install_stop_handlers(self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -324,11 +332,7 @@ class StopSignals:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for name in STOP_SIGNALS:
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._old[sig] = signal.signal(sig, self._handle)
+        self._old = _install_stop_handlers(self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -609,22 +609,31 @@ def iter_multilingual_documents(
         )
         for lang, paths in corpora.items()
     }
+    yield from interleave_languages(streams, plan.target, rng,
+                                    lambda d: 0 if d.held_out else len(d.sentences))
+
+
+def interleave_languages(streams: dict[Any, Iterator[Any]], target: Mapping[Any, int],
+                         rng: np.random.Generator, size: Callable[[Any], int]) -> Iterator[Any]:
+    """The items of every language's stream, interleaved so that what each language delivers
+    follows ``target``: the next language is drawn in proportion to what it still has to
+    deliver (``size`` of an item; 0 for items that do not count, such as held-out ones).
+    ``streams`` is consumed. The same draws give the same order wherever it is used (the
+    documents of ``prepare`` and of ``tokenizer train`` are sampled alike)."""
     emitted = dict.fromkeys(streams, 0)
     while streams:
         langs = list(streams)
         if len(langs) == 1:
             lang = langs[0]
         else:
-            # pick the next language in proportion to what it still has to deliver
-            left = list(itertools.accumulate(max(plan.target[g] - emitted[g], 1) for g in langs))
+            left = list(itertools.accumulate(max(target[g] - emitted[g], 1) for g in langs))
             lang = langs[bisect.bisect_right(left, rng.random() * left[-1])]
-        doc = next(streams[lang], None)
-        if doc is None:
+        item = next(streams[lang], None)
+        if item is None:
             del streams[lang]
             continue
-        if not doc.held_out:
-            emitted[lang] += len(doc.sentences)
-        yield doc
+        emitted[lang] += size(item)
+        yield item
 
 
 def iter_corpus_documents(

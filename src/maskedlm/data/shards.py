@@ -27,7 +27,6 @@ altered shard is an error naming the file, never silent garbage.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import errno
 import hashlib
@@ -45,7 +44,12 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from maskedlm.data.corpus import LanguagePlan, plan_languages, resolve_files
+from maskedlm.data.corpus import (
+    LanguagePlan,
+    interleave_languages,
+    plan_languages,
+    resolve_files,
+)
 from maskedlm.data.pieces import PieceJob, PieceReader, tokenize_piece, worker_init
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
@@ -359,27 +363,6 @@ def _language_docs(lang: int, readers: Sequence[tuple[int, Path]], dtype: np.dty
                 index += 1
 
 
-def _sampled_docs(streams: dict[int, Iterator[_DocRef]], target: dict[int, int],
-                  rng: np.random.Generator) -> Iterator[_DocRef]:
-    # As corpus.iter_multilingual_documents: the next language in proportion to what it
-    # still has to deliver (the same draws, so the same documents, as sampling the text)
-    emitted = dict.fromkeys(streams, 0)
-    while streams:
-        langs = list(streams)
-        if len(langs) == 1:
-            lang = langs[0]
-        else:
-            left = list(itertools.accumulate(max(target[g] - emitted[g], 1) for g in langs))
-            lang = langs[bisect.bisect_right(left, rng.random() * left[-1])]
-        ref = next(streams[lang], None)
-        if ref is None:
-            del streams[lang]
-            continue
-        if not ref.held_out:
-            emitted[lang] += ref.sentences
-        yield ref
-
-
 class _SplitWriter:
     """Appends whole documents of one split to its files; offsets go to raw files that
     become .npy at the end, so nothing grows with the corpus in memory."""
@@ -482,7 +465,8 @@ def _write_shards(
             for lo, hi in reader.chunks(a, b, COPY_TOKENS):
                 writers[split].append(*reader.documents(lo, hi), lang)
 
-    for ref in _sampled_docs(streams, targets, sample_rng):
+    for ref in interleave_languages(streams, targets, sample_rng,
+                                    lambda r: 0 if r.held_out else r.sentences):
         split = int(ref.held_out)
         if run and run[0] is ref.reader and run[2] == ref.doc and run[3] == split:
             run[2] += 1
