@@ -25,7 +25,7 @@ from side_by_side import add_system_args, run_systems, train_peer
 
 from maskedlm.tasks import FinetuneConfig, finetune, make_task
 from maskedlm.tasks.data import read_conll
-from maskedlm.train import autocast
+from maskedlm.training.precision import autocast
 
 CPU = torch.device("cpu")  # both systems run on the CPU; the same autocast for both
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2003"

@@ -32,7 +32,7 @@ from side_by_side import add_system_args, run_systems, train_peer
 from maskedlm.tasks import FinetuneConfig, finetune, make_task
 from maskedlm.tasks.data import QAExample, read_squad
 from maskedlm.tasks.qa import squad_scores
-from maskedlm.train import autocast
+from maskedlm.training.precision import autocast
 
 CPU = torch.device("cpu")
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad" / "train.json"

@@ -63,7 +63,7 @@ def train_peer(model: torch.nn.Module, rows: list[dict], collate: Callable[[list
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    from maskedlm.train import autocast
+    from maskedlm.training.precision import autocast
     total = int(round(a.epochs * int(np.ceil(len(rows) / a.batch_size))))
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]

@@ -43,7 +43,8 @@ def eval_batches(data: str, seq_len: int, sequences: int, seed: int, batch_size:
     """The held-out batches our ``pretrain`` evaluates on (budget recipe, BERT rows)."""
     from maskedlm.data.shards import ShardSet
     from maskedlm.pretrain import PretrainBatches, PretrainOptions, masking_config
-    from maskedlm.train import DistInfo, TrainConfig
+    from maskedlm.training.config import TrainConfig
+    from maskedlm.training.dist import DistInfo
 
     shards = ShardSet.load(data)
     opts = PretrainOptions(data=data, seq_len=seq_len, eval_sequences=sequences,

@@ -65,7 +65,7 @@ def test_cuda_packed_rows_keep_sequences_apart():
 @pytest.mark.parametrize("arch", ["bert", "modernbert"])
 def test_cuda_pretraining_run_in_bf16(tiny_data, tmp_path, arch):
     from maskedlm.pretrain import PretrainOptions, pretrain
-    from maskedlm.train import TrainConfig
+    from maskedlm.training.config import TrainConfig
     tcfg = TrainConfig(max_steps=5, batch_size=8, log_every=1, progress=False, precision="bf16")
     rec = pretrain(PretrainOptions(recipe="spanbert", arch=arch, data=str(tiny_data["shards"]),
                                    out=str(tmp_path / "run"), seq_len=64, eval_sequences=8,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import maskedlm.train as train_module
+import maskedlm.training.loop as train_module
 from maskedlm.pretrain import PretrainOptions, pretrain
-from maskedlm.train import DataWaitMonitor, TrainConfig
+from maskedlm.training.config import TrainConfig
+from maskedlm.training.loop import DataWaitMonitor
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])

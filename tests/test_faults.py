@@ -144,7 +144,7 @@ def test_wsd_train_and_scorecard_refuse_a_folder_of_the_users_files(run, tmp_pat
 def test_a_rerun_that_fails_keeps_the_earlier_run(run, tiny_data, tmp_path, capsys, monkeypatch):
     """Without --resume, a new run into a run directory replaces the old one only once it
     has its own checkpoint: one that fails before leaves the earlier run as it was."""
-    import maskedlm.train as train_mod
+    import maskedlm.training.loop as train_mod
 
     old = tmp_path / "run"
     shutil.copytree(run, old)
@@ -384,7 +384,7 @@ def test_a_disk_fault_in_any_command_is_one_line(tiny_data, tmp_path, capsys, mo
 
 SIGNAL_SCRIPT = """
 import os, signal, sys
-import maskedlm.train as t, maskedlm.pretrain as p
+import maskedlm.training.loop as t, maskedlm.pretrain as p
 from maskedlm.cli import main
 phase = sys.argv[1]
 if phase == "first-eval":
@@ -481,7 +481,7 @@ def test_finetune_resume_refuses_a_file_with_more_labels(run, tmp_path, capsys, 
     train = tmp_path / "a.tsv"
     train.write_text("text\tlabel\n" + "".join(f"the {w} sat\t{i % 2}\n" for i, w in enumerate("ab" * 8)))
     out = tmp_path / "ft"
-    from maskedlm.train import StopSignals
+    from maskedlm.training.signals import StopSignals
 
     real = StopSignals.__enter__
 
@@ -506,7 +506,7 @@ def test_nan_weights_never_reach_a_pretraining_checkpoint(run, tiny_data, tmp_pa
                                                           monkeypatch):
     """Weights that turn NaN in the very step that is saved (the loss logged for it was
     still finite): the save is refused and the last finite checkpoint stays."""
-    import maskedlm.train as train_mod
+    import maskedlm.training.loop as train_mod
     from maskedlm.checkpoint import load_model
 
     out = tmp_path / "run"

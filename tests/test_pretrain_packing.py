@@ -12,7 +12,8 @@ from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.pretrain import PretrainBatches
-from maskedlm.train import DistInfo, to_tensors
+from maskedlm.training.dist import DistInfo
+from maskedlm.training.loop import to_tensors
 
 
 def batches(tiny_data, recipe: str, pack: bool):

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from maskedlm import train as train_module
 from maskedlm.errors import MaskedLMError
 from maskedlm.pretrain import PretrainBatches, PretrainOptions, pretrain
-from maskedlm.train import Prefetcher, TrainConfig
+from maskedlm.training import loop as train_module
+from maskedlm.training.config import TrainConfig
+from maskedlm.training.loop import Prefetcher
 
 
 def opts(data, out, **kw) -> PretrainOptions:
     train_kw = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    # fp32 and a linear schedule unless a test says otherwise (not the budget recipe's)
     tcfg = TrainConfig(**{"max_steps": 6, "batch_size": 4, "log_every": 1, "progress": False,
-                          "lr": 2e-3, **train_kw})
+                          "lr": 2e-3, "precision": "fp32", "schedule": "linear", **train_kw})
     kw.setdefault("seq_len", 32)
     return PretrainOptions(data=str(data), out=str(out), size="tiny",
                            eval_sequences=8, device="cpu", train=tcfg, **kw)
@@ -223,7 +225,7 @@ def test_init_with_shards_of_another_tokenizer_is_an_error(tiny_data, tmp_path):
 
 
 def test_linear_schedule_by_steps_and_by_time():
-    from maskedlm.train import linear_schedule
+    from maskedlm.training.optim import linear_schedule
 
     f = linear_schedule(10, 100)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
@@ -253,7 +255,7 @@ def test_prefetcher_close_stops_and_joins_its_thread():
 
 
 def test_wsd_schedule_is_stable_then_decays_as_one_minus_sqrt():
-    from maskedlm.train import linear_schedule, lr_shape
+    from maskedlm.training.optim import linear_schedule, lr_shape
 
     f = linear_schedule(10, 100, kind="wsd", decay=0.2)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
@@ -271,7 +273,7 @@ def test_budget_recipe_defaults_and_standard_eval_masking(tiny_data, tmp_path):
     standard 15% on the held-out batches, so accuracy compares across masking rates."""
     from maskedlm.data.tokenizer import Tokenizer
     from maskedlm.pretrain import masking_config
-    from maskedlm.train import DistInfo
+    from maskedlm.training.dist import DistInfo
 
     o = opts(tiny_data["shards"], tmp_path / "run", recipe="budget")
     assert o.pre_layer_norm is True and o.dropout == 0.0
@@ -297,7 +299,7 @@ def test_budget_recipe_defaults_and_standard_eval_masking(tiny_data, tmp_path):
 def test_auto_precision_follows_the_hardware():
     import torch
 
-    from maskedlm.train import native_bf16, resolve_precision
+    from maskedlm.training.precision import native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     # An independent reading of the hardware: the CPU flags the kernel reports.

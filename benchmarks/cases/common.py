@@ -179,7 +179,7 @@ def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme:
     from maskedlm.data.batches import PretrainBatches
     from maskedlm.data.masking import MaskingConfig
     from maskedlm.data.shards import ShardSet
-    from maskedlm.train import DistInfo
+    from maskedlm.training.dist import DistInfo
     shards = ShardSet.load(pretrain_shards(data_root))
     tok = shards.tokenizer()
     scheme = scheme or ("span" if recipe == "spanbert" else "token")

@@ -2,7 +2,7 @@
 
 ``ours``: :class:`~maskedlm.data.batches.PretrainBatches` of a recipe, its own masking
 (rate, scheme, SBO targets, packing), read through the training loop's own prefetcher
-(``maskedlm.train.Prefetcher``) and turned into tensors as the loop does (``to_tensors``),
+(``maskedlm.training.loop.Prefetcher``) and turned into tensors as the loop does (``to_tensors``),
 so the figure is the rate the loop could be fed at. The unit is real (non-padding) tokens,
 as the loop's ``tokens_per_s``; ``ours_per_cpu_s`` divides them by the CPU time of the
 process (all threads), which a busy machine disturbs far less than the wall clock. ``peer`` (token masking only): ``transformers``'
@@ -47,7 +47,7 @@ def source(p: dict[str, Any]):
     from maskedlm.data.batches import PretrainBatches
     from maskedlm.data.masking import recipe_masking
     from maskedlm.data.shards import ShardSet
-    from maskedlm.train import DistInfo
+    from maskedlm.training.dist import DistInfo
     shards = ShardSet.load(datapath_shards(Path(p["data_root"])))
     tok = shards.tokenizer()
     return PretrainBatches(shards, p["recipe"], p["seq_len"], recipe_masking(p["recipe"]), tok,
@@ -57,7 +57,7 @@ def source(p: dict[str, Any]):
 def child_datapath_ours(p: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from maskedlm.train import Prefetcher, to_tensors
+    from maskedlm.training.loop import Prefetcher, to_tensors
     src = source(p)
     device = torch.device(p["device"])
     steps = STEPS[p["seq_len"]]

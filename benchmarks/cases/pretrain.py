@@ -28,7 +28,9 @@ def child_pretrain_ours(p: dict[str, Any]) -> dict[str, Any]:
 
     from maskedlm.models.config import ModelConfig
     from maskedlm.models.heads import BertForPreTraining
-    from maskedlm.train import DistInfo, TrainConfig, train
+    from maskedlm.training.config import TrainConfig
+    from maskedlm.training.dist import DistInfo
+    from maskedlm.training.loop import train
     arch = p.get("arch", "bert")
     source, tok = batch_source(Path(p["data_root"]), p["recipe"], p["seq_len"], p["batch"],
                                pack=arch == "modernbert")  # ModernBERT trains on packed rows
@@ -40,7 +42,7 @@ def child_pretrain_ours(p: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     model = BertForPreTraining(cfg)
     n, r = p["steps"], p["repeats"]
-    tc = TrainConfig(max_steps=n * (r + 1), batch_size=p["batch"], log_every=n, lr=1e-4,
+    tc = TrainConfig(max_steps=n * (r + 1), batch_size=p["batch"], log_every=n, lr=1e-4, schedule="linear",
                      precision=p["precision"], progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         train(model, source, tc, Path(tmp), lambda *a: None, DistInfo(device=torch.device(p["device"])))

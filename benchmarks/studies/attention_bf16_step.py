@@ -20,7 +20,8 @@ from maskedlm.data.shards import ShardSet
 from maskedlm.models import kernels
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.train import DistInfo, to_tensors
+from maskedlm.training.dist import DistInfo
+from maskedlm.training.loop import to_tensors
 
 
 def plain_sdpa(q, k, v, mask):

@@ -133,6 +133,43 @@ def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool 
                     mlm=mlm)
 
 
+# What the first screen shows after ``maskedlm pretrain``: prompts of the embedded
+# docstrings for the default job (chosen among 15 candidates, docs/results/budget-recipe.md),
+# plain English prose for a run on the user's own corpus.
+DEFAULT_PROMPTS = (
+    "If the file does not exist, an [MASK] is raised.",
+    "Return the [MASK] of the file.",
+    "This function is [MASK] for internal use only.",
+)
+PROSE_PROMPTS = (
+    "She opened the [MASK] and walked into the room.",
+    "He did not know what to [MASK].",
+    "It was a cold [MASK] in the middle of winter.",
+)
+
+
+def first_look(run: str | Path, record: dict[str, Any], default_job: bool) -> dict[str, Any]:
+    """What a finished pretraining run learned, for its first screen: held-out accuracy
+    against the unigram baseline (when it was evaluated) and the top 5 answers to a few
+    prompts (:data:`DEFAULT_PROMPTS` for the embedded default job, else
+    :data:`PROSE_PROMPTS`).
+
+    >>> first_look("runs/default", record, default_job=True)["prompts"][0]  # doctest: +SKIP
+    ('If the file does not exist, an [MASK] is raised.', [{'token': 'exception', ...}, ...])
+    """
+    from maskedlm.pretrain import unigram_baseline
+
+    look: dict[str, Any] = {}
+    if "eval_mlm_accuracy" in record:
+        token, share = unigram_baseline(run)
+        look.update(accuracy=record["eval_mlm_accuracy"], baseline_token=token,
+                    baseline_share=share)
+    model = load(run)
+    look["prompts"] = [(prompt, model.fill_mask(prompt, top_k=5)[0])
+                       for prompt in (DEFAULT_PROMPTS if default_job else PROSE_PROMPTS)]
+    return look
+
+
 def sentence_embedder_defaults(path: str | Path) -> dict[str, Any] | None:
     """``encode()`` defaults of a ``finetune contrastive`` run (or its ONNX export): the
     pooling it was trained with, unit length; None for any other directory."""

@@ -18,9 +18,9 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -36,7 +36,7 @@ from maskedlm.checkpoint import (
     save_checkpoint,
 )
 from maskedlm.data.batches import PretrainBatches
-from maskedlm.data.instances import RECIPES, SEQUENCES, check_seq_len
+from maskedlm.data.instances import SEQUENCES
 from maskedlm.data.masking import MaskingConfig, recipe_masking
 from maskedlm.data.shards import ShardSet
 from maskedlm.data.tokenizer import Tokenizer
@@ -48,119 +48,14 @@ from maskedlm.files import (
     clean_stale_temps,
     recover_interrupted_swap,
 )
-from maskedlm.models.config import ARCHS, ModelConfig
+from maskedlm.models.config import ModelConfig
 from maskedlm.models.heads import BertForPreTraining
-from maskedlm.models.rtd import GENERATOR_SCALE, RTD_WEIGHT, RtdForPreTraining, generator_config
-from maskedlm.train import (
-    DistInfo,
-    RaiseOnSignal,
-    TrainConfig,
-    resolve_precision,
-    train,
-)
-
-Recipe = Literal["budget", "bert", "roberta", "spanbert"]
-# mlm: the recipe's own objective; rtd: replaced-token detection (ELECTRA, models/rtd.py)
-# on the recipe's data and masking (no NSP or SBO head: ELECTRA has neither)
-OBJECTIVES = ("mlm", "rtd")
-
-# What ``--recipe budget`` trains with where a flag does not say otherwise; each entry
-# was measured on the 2-core CPU (docs/results/budget-recipe.md):
-# - pre-LN blocks: stable at high learning rates (cramming, Geiping & Goldstein 2023;
-#   ModernBERT, Warner et al. 2024; NeoBERT, Breton et al. 2025);
-# - no dropout: one pass over the data does not overfit (cramming, ModernBERT);
-# - warmup-stable-decay with a 1-sqrt decay (Hägele et al. 2024), which also lets a
-#   wall-clock budget end on a full decay;
-# - bf16 autocast where the chip computes it natively;
-# - masking rate 30% (data.masking.BUDGET_MASK_RATE).
-BUDGET_TRAINING: dict[str, Any] = {"pre_layer_norm": True, "dropout": 0.0, "schedule": "wsd",
-                                   "precision": "auto", "lr": 2e-3, "batch_size": 64}
-
-
-def recipe_defaults(recipe: str, size: str, init: str | None) -> dict[str, Any]:
-    """Training settings a recipe uses for the flags left unset (None); ``None`` values
-    keep the model's own (BERT's dropout 0.1, a checkpoint's architecture).
-
-    >>> recipe_defaults("budget", "mini", None)["schedule"], recipe_defaults("bert", "mini", None)["lr"]
-    ('wsd', 0.001)
-    """
-    if recipe == "budget":
-        d = dict(BUDGET_TRAINING)
-    else:  # small models from scratch tolerate a higher rate than BERT-base's 1e-4
-        d = {"pre_layer_norm": False, "dropout": None, "schedule": "linear", "precision": "fp32",
-             "lr": 1e-3 if size in ("tiny", "mini") else 5e-4, "batch_size": 32}
-    if init:  # continued pretraining: a lower peak rate, as domain-adaptive pretraining
-        d["lr"] = 1e-4  # (Gururangan et al. 2020); the architecture is the checkpoint's
-        d["pre_layer_norm"] = None
-    return d
-
-
-
-@dataclass
-class PretrainOptions:
-    """Everything ``maskedlm pretrain`` takes; one field per CLI flag."""
-
-    recipe: Recipe = "budget"
-    size: str = "tiny"
-    arch: str | None = None          # bert (default) or modernbert; --init: the checkpoint's
-    out: str = "runs/default"
-    data: str | None = None          # prepared shards
-    corpus: list[str] = field(default_factory=list)  # PATH or LANG=PATH
-    tokenizer: str | None = None
-    init: str | None = None          # continue pretraining from a checkpoint / HF BERT dir
-    vocab_size: int = 30000
-    uncased: bool = False
-    one_doc_per_line: bool = False
-    text_field: str = "text"  # parquet column / JSON key of the text
-    alpha: float = 0.3
-    seq_len: int = 128
-    whole_word: bool = False
-    masking_budget: Literal["exact", "bernoulli"] | None = None
-    random_source: Literal["uniform", "unigram"] | None = None
-    merge_spans: bool | None = None
-    mask_rate: float | None = None   # share of tokens with a target (budget 0.30, else 0.15)
-    mask_replace: Literal["80-10-10", "mask"] | None = None  # "mask": every target is [MASK]
-    pre_layer_norm: bool | None = None
-    eval_sequences: int = 256
-    dropout: float | None = None
-    resume: bool | Literal["auto"] = False  # auto: resume when OUT holds a checkpoint
-    overwrite: bool = False          # allow an --out that exists and is not a pretraining run
-    device: str | None = None
-    train: TrainConfig = field(default_factory=TrainConfig)
-    command: list[str] | None = None  # the command line, recorded in run.json for model cards
-    objective: Literal["mlm", "rtd"] = "mlm"
-    generator_scale: float = GENERATOR_SCALE  # rtd: generator width / discriminator width
-    rtd_weight: float = RTD_WEIGHT            # rtd: lambda in MLM + lambda x RTD
-
-    def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise MaskedLMError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.objective not in OBJECTIVES:
-            raise MaskedLMError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if not 0.0 < self.generator_scale <= 1.0:
-            raise MaskedLMError(f"--generator-scale must be in (0, 1], got {self.generator_scale}")
-        if not self.rtd_weight > 0.0:
-            raise MaskedLMError(f"--rtd-weight must be > 0, got {self.rtd_weight}")
-        check_seq_len(self.seq_len)
-        if self.mask_rate is not None and not 0.0 < self.mask_rate < 1.0:
-            raise MaskedLMError(f"--mask-rate must be in (0, 1), got {self.mask_rate}")
-        if self.arch is not None and self.arch not in ARCHS:
-            raise MaskedLMError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.arch == "modernbert":
-            if self.recipe == "bert":
-                raise MaskedLMError("--recipe bert trains next sentence prediction on sentence "
-                                    "pairs, which packed --arch modernbert rows cannot hold; use "
-                                    "--recipe roberta, spanbert or budget")
-            if self.pre_layer_norm is False:
-                raise MaskedLMError("--no-pre-ln: ModernBERT blocks are pre-LN by design; "
-                                    "post-LN is --arch bert")
-        # The recipe's architecture and dropout where not given (the optimisation settings
-        # are TrainConfig's: the CLI fills them from recipe_defaults).
-        d = recipe_defaults(self.recipe, self.size, self.init)
-        if self.pre_layer_norm is None:
-            self.pre_layer_norm = d["pre_layer_norm"]
-        if self.dropout is None:
-            self.dropout = d["dropout"]
+from maskedlm.models.rtd import RtdForPreTraining, generator_config
+from maskedlm.options import PretrainOptions
+from maskedlm.training.dist import DistInfo
+from maskedlm.training.loop import train
+from maskedlm.training.precision import resolve_precision
+from maskedlm.training.signals import RaiseOnSignal
 
 
 def masking_config(opts: PretrainOptions, for_eval: bool = False) -> MaskingConfig:

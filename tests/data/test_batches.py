@@ -18,7 +18,7 @@ PER_TOKEN = ("input_ids", "labels", "token_type_ids", "sbo_left", "sbo_right", "
 
 
 @dataclass
-class Rank:  # maskedlm.train.DistInfo without torch
+class Rank:  # maskedlm.training.dist.DistInfo without torch
     rank: int = 0
     world_size: int = 1
 

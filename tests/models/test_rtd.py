@@ -17,7 +17,7 @@ from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
 from maskedlm.models.rtd import RtdForPreTraining, generator_config, roc_auc
 from maskedlm.pretrain import PretrainOptions, pretrain
-from maskedlm.train import TrainConfig
+from maskedlm.training.config import TrainConfig
 
 
 def tiny_config(arch: str = "bert", **kw) -> ModelConfig:
@@ -145,8 +145,9 @@ def test_roc_auc_matches_the_pairwise_definition():
 # ----------------------------------------------------------------------------- the objective
 def opts(data, out, **kw) -> PretrainOptions:
     train_kw = {k: kw.pop(k) for k in list(kw) if k in TrainConfig.__dataclass_fields__}
+    # fp32 and a linear schedule unless a test says otherwise (not the budget recipe's)
     tcfg = TrainConfig(**{"max_steps": 6, "batch_size": 4, "log_every": 1, "progress": False,
-                          "lr": 2e-3, **train_kw})
+                          "lr": 2e-3, "precision": "fp32", "schedule": "linear", **train_kw})
     kw.setdefault("seq_len", 32)
     kw.setdefault("objective", "rtd")
     return PretrainOptions(data=str(data), out=str(out), size="tiny",
@@ -238,7 +239,8 @@ def test_rtd_accumulation_equals_one_big_batch():
     """The loop divides the RTD loss by the step's real tokens (all micro-batches, all
     ranks), as the MLM loss by its targets: two micro-batches give one big batch's
     gradients, which data parallelism relies on too."""
-    from maskedlm.train import DistInfo, _forward_backward, _new_window
+    from maskedlm.training.dist import DistInfo
+    from maskedlm.training.loop import _forward_backward, _new_window
 
     cfg = tiny_config()
     ids, labels, mask = masked_batch()
@@ -249,7 +251,7 @@ def test_rtd_accumulation_equals_one_big_batch():
         torch.manual_seed(0)
         model = CopyingGenerator(cfg, generator_config(cfg))
         window = _new_window()
-        _forward_backward(model, model, micro, TrainConfig(), DistInfo(), window)
+        _forward_backward(model, model, micro, TrainConfig(precision="fp32"), DistInfo(), window)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         assert window["rtd_n"] == int(mask.sum())
     for n, g in grads[0].items():

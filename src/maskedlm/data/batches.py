@@ -1,7 +1,7 @@
 """The pretraining batch source: shards -> instances -> masked (and packed) NumPy batches.
 
 :class:`PretrainBatches` is the data half of the training loop's ``BatchSource``
-protocol (``maskedlm.train``): it returns the NumPy micro-batches of any global step;
+protocol (``maskedlm.training.loop``): it returns the NumPy micro-batches of any global step;
 the loop above turns them into tensors. Nothing here imports torch.
 """
 
@@ -20,14 +20,14 @@ from maskedlm.errors import MaskedLMError
 
 
 class RankInfo(Protocol):
-    """Where this process sits in the job: ``maskedlm.train.DistInfo`` is one."""
+    """Where this process sits in the job: ``maskedlm.training.dist.DistInfo`` is one."""
 
     rank: int
     world_size: int
 
 
 class PretrainBatches:
-    """A ``BatchSource`` (see ``maskedlm.train``) over prepared shards.
+    """A ``BatchSource`` (see ``maskedlm.training.loop``) over prepared shards.
 
     Instances are rebuilt for every epoch (new NSP pairs for ``bert``) and visited in
     a seeded permutation. Each sequence is masked from its own random stream, keyed by

@@ -17,6 +17,12 @@ from typing import Any
 
 from maskedlm.errors import MaskedLMError
 
+# lambda of ELECTRA (Clark et al. 2020, sec. 2: "We set lambda = 50")
+RTD_WEIGHT = 50.0
+# the generator's width as a share of the discriminator's; the paper's best are 1/4-1/2
+# (sec. 3.2, Figure 3); ELECTRA-Small's generator is 1/4 wide (appendix, Table 6)
+GENERATOR_SCALE = 0.25
+
 # (layers, hidden, heads); intermediate = 4 * hidden as in BERT (Devlin et al. 2019)
 # and the compact models of Turc et al. 2019 ("Well-Read Students Learn Better").
 PRESETS: dict[str, tuple[int, int, int]] = {

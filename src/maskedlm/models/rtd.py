@@ -30,7 +30,7 @@ from torch import nn
 
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.bert import Rows, activation, init_weights
-from maskedlm.models.config import ModelConfig
+from maskedlm.models.config import GENERATOR_SCALE, RTD_WEIGHT, ModelConfig
 from maskedlm.models.heads import (
     MaskedLMHead,
     PretrainingOutput,
@@ -40,11 +40,6 @@ from maskedlm.models.heads import (
 from maskedlm.models.losses import linear_cross_entropy
 from maskedlm.models.modernbert import init_modernbert
 
-# lambda of ELECTRA (Clark et al. 2020, sec. 2: "We set lambda = 50")
-RTD_WEIGHT = 50.0
-# the generator's width as a share of the discriminator's; the paper's best are 1/4-1/2
-# (sec. 3.2, Figure 3); ELECTRA-Small's generator is 1/4 wide (appendix, Table 6)
-GENERATOR_SCALE = 0.25
 # where config.json keeps the generator's shape (an extra key: transformers ignores it)
 CONFIG_KEY = "rtd"
 

@@ -27,6 +27,7 @@ from maskedlm.data.corpus import is_number
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
+from maskedlm.options import ClassifyOptions
 from maskedlm.tasks.common import (
     Batch,
     Feature,
@@ -74,8 +75,8 @@ class ClassifyTask:
     metric = "accuracy"
 
     def __init__(self, pair: bool, labels: list[str] | None = None,
-                 columns: dict[str, Any] | None = None, dropout: float = 0.1,
-                 pool: str = "cls") -> None:
+                 columns: dict[str, Any] | None = None, dropout: float = ClassifyOptions.dropout,
+                 pool: str = ClassifyOptions.pool) -> None:
         if pool not in ("cls", "mean"):
             raise MaskedLMError(f"--pool must be cls or mean, got {pool!r}")
         self.pool = pool

@@ -44,10 +44,11 @@ from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models import kernels
 from maskedlm.models.config import ModelConfig
+from maskedlm.options import ContrastiveOptions
 from maskedlm.tasks.common import Batch, Feature, TaskModel, pad
 
 POOLS = ("mean", "cls", "max")
-SIMCSE_TEMPERATURE = 0.05  # Gao, Yao & Chen 2021, sec. 3 (and sentence-transformers' scale 20)
+SIMCSE_TEMPERATURE = ContrastiveOptions.temperature  # Gao, Yao & Chen 2021, sec. 3
 
 
 @dataclass
@@ -149,6 +150,41 @@ def corpus_sentences(paths: Sequence[str], limit: int | None, rng: np.random.Gen
 
     kept = sample_sentences(list(paths), limit, rng, min_words=min_words, max_words=max_words)
     return [PairExample(s, None, None, f"{paths[0]}:#{i}") for i, s in enumerate(kept)]
+
+
+def parse_matryoshka(spec: str) -> list[int]:
+    """``--matryoshka 256,128,64`` as sizes (empty: none).
+
+    >>> parse_matryoshka("256,128"), parse_matryoshka("")
+    ([256, 128], [])
+    """
+    try:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise MaskedLMError(f"--matryoshka {spec!r}: expected sizes like 256,128,64") from None
+
+
+def training_pairs(task: ContrastiveTask, train: str | None, corpus: Sequence[str],
+                   dev: str | None, dev_fraction: float, max_sentences: int | None, seed: int
+                   ) -> tuple[list[PairExample], list[PairExample] | str | None]:
+    """The training examples of ``finetune contrastive`` (``train``, a file, or ``corpus``,
+    SimCSE on a pretraining corpus: exactly one of them) and its dev split: ``dev`` as
+    given, or a seeded ``dev_fraction`` held out of the training pairs."""
+    if bool(train) == bool(corpus):
+        raise MaskedLMError("finetune contrastive: give --train FILE or --corpus PATH (one of them)")
+    rng = np.random.default_rng(seed)
+    pairs = task.read(train) if train else corpus_sentences(corpus, max_sentences, rng)
+    if not dev_fraction:
+        return pairs, dev
+    if dev or not 0 < dev_fraction < 1:
+        raise MaskedLMError("--dev-fraction must be in (0, 1) and excludes --dev")
+    order = rng.permutation(len(pairs))
+    n_dev = max(1, int(round(dev_fraction * len(pairs))))
+    if n_dev >= len(pairs):
+        raise MaskedLMError(f"--dev-fraction {dev_fraction} leaves no training pairs")
+    held = set(order[:n_dev].tolist())
+    return ([e for i, e in enumerate(pairs) if i not in held],
+            [e for i, e in enumerate(pairs) if i in held])
 
 
 def read_examples(path: str | os.PathLike[str], fmt: str = "auto") -> list[PairExample]:
@@ -332,12 +368,16 @@ class ContrastiveTask:
     """``finetune contrastive``: the task protocol of :mod:`maskedlm.tasks.common`."""
 
     kind = "contrastive"
+    # info_nce returns each rank's share of the global mean: the ranks' gradients are summed
+    loss_is_global_share = True
     metric = "retrieval_accuracy"
 
-    def __init__(self, labels: list[str] | None = None, pool: str = "mean",
+    def __init__(self, labels: list[str] | None = None, pool: str = ContrastiveOptions.pool,
                  temperature: float = SIMCSE_TEMPERATURE, matryoshka: Sequence[int] = (),
-                 chunk: int = 64, grad_cache: bool | None = None, encoder_dropout: float | None = 0.1,
-                 format: str = "auto") -> None:
+                 chunk: int = ContrastiveOptions.chunk,
+                 grad_cache: bool | None = ContrastiveOptions.grad_cache,
+                 encoder_dropout: float | None = ContrastiveOptions.encoder_dropout,
+                 format: str = ContrastiveOptions.format) -> None:
         if pool not in POOLS:
             raise MaskedLMError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
         if not temperature > 0:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,93 +39,35 @@ from maskedlm.checkpoint import (
 )
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError, Preempted
-from maskedlm.files import RunLock, atomic_write_dir, check_output_dir
+from maskedlm.files import RunLock, atomic_write_dir, atomic_write_text, check_output_dir
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
-from maskedlm.progress import DEFAULT_EVERY, progress
+from maskedlm.progress import progress
 from maskedlm.runtime import tune_allocator
 from maskedlm.tasks.classify import ClassifyTask
 from maskedlm.tasks.common import Task, TaskModel, length_grouped_batches, to_device
 from maskedlm.tasks.qa import QATask
 from maskedlm.tasks.spans import SpanTask
 from maskedlm.tasks.tag import TagTask
-from maskedlm.train import (
-    MAX_BATCH_SIZE,
-    TENSORBOARD_DIR,
-    RaiseOnSignal,
-    StopSignals,
-    autocast,
-    tensorboard_writer,
-    write_scalars,
+from maskedlm.training.config import FinetuneConfig, parse_freeze
+from maskedlm.training.dist import (
+    DistInfo,
+    all_reduce,
+    all_reduce_gradients,
+    any_rank,
+    barrier,
+    broadcast_parameters,
 )
+from maskedlm.training.metrics import TENSORBOARD_DIR, tensorboard_writer, write_scalars
+from maskedlm.training.optim import adamw, clip_and_check, linear_schedule
+from maskedlm.training.precision import autocast
+from maskedlm.training.signals import RaiseOnSignal, StopSignals
 
 TASK_FILE = "task.json"
 HEAD_FILE = "head.safetensors"
 METRICS_FILE = "metrics.jsonl"
 PREDICTIONS_FILE = "predictions.json"
 KINDS = ("classify", "pair", "tag", "spans", "qa", "contrastive")
-
-
-@dataclass
-class FinetuneConfig:
-    """Optimisation settings; CLI flags map one to one onto the fields.
-
-    Defaults follow Devlin et al. (2019, appendix A.3): AdamW, lr in {2,3,5}e-5, batch
-    32, linear decay after a 10% warm-up, weight decay 0.01.
-    """
-
-    epochs: float = 3.0
-    lr: float = 5e-5
-    head_lr: float | None = None  # None: same as lr
-    batch_size: int = 32
-    max_length: int = 256
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    clip_grad: float = 1.0
-    freeze: str = "none"  # none | embeddings | bottom:K | encoder
-    eval_every: int = 0  # steps; 0 = once per epoch
-    patience: int = 0  # evaluations without improvement before stopping; 0 = never
-    eval_batch_size: int = 64
-    seed: int = 0
-    train_limit: int | None = None
-    progress: bool = True
-    progress_every: float = DEFAULT_EVERY  # seconds between progress lines when not on a terminal
-    device: str = "cpu"
-    precision: str = "fp32"  # fp32 | bf16 (autocast; pays on CPUs with native bf16 and on GPUs)
-    # continue from OUT/training_state.pt (left by a stopped run); "auto": when there is one
-    resume: bool | str = False
-    overwrite: bool = False  # allow an OUT that exists and is not a fine-tuning run
-
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise MaskedLMError(f"--precision must be fp32 or bf16, got {self.precision!r}")
-        for name in ("epochs", "lr", "batch_size", "max_length", "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise MaskedLMError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.progress_every < 0:
-            raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
-        if self.max_length < 4:
-            raise MaskedLMError(f"--max-length {self.max_length} leaves no room for text")
-        if not self.clip_grad >= 0:  # also NaN
-            raise MaskedLMError(f"--clip-grad must be >= 0 (0: no clipping), got {self.clip_grad}")
-        if self.batch_size > MAX_BATCH_SIZE or self.eval_batch_size > MAX_BATCH_SIZE:
-            raise MaskedLMError(f"--batch-size must be at most {MAX_BATCH_SIZE} examples per step, "
-                                f"got {max(self.batch_size, self.eval_batch_size)}")
-        parse_freeze(self.freeze)
-
-
-def parse_freeze(spec: str) -> int | None:
-    """Layers to freeze below the top: None = nothing, -1 = embeddings only, K, or 'all'."""
-    if spec == "none":
-        return None
-    if spec == "embeddings":
-        return 0
-    if spec == "encoder":
-        return 10**6
-    if spec.startswith("bottom:") and spec[7:].isdigit():
-        return int(spec[7:])
-    raise MaskedLMError(f"--freeze must be none, embeddings, bottom:K or encoder, got {spec!r}")
 
 
 def apply_freeze(model: TaskModel, spec: str) -> int:
@@ -308,9 +251,25 @@ def load_task(path: str | Path, device: str | torch.device = "cpu",
     return TaskPredictor(model.to(device), tok, task, int(meta.get("max_length", 256)), path)
 
 
+def calibrate(run: str | Path, dev: str | Path | list[Any]) -> dict[str, Any]:
+    """Choose a spans run's NULL threshold (or a QA run's null-score threshold) with the
+    best F1 on ``dev`` and store it in the run's task.json; returns the calibration."""
+    m = load_task(run)
+    examples = dev if isinstance(dev, list) else m.task.read(str(dev))
+    result = m.task.calibrate(m.model, examples, m.tokenizer, m.max_length,  # type: ignore[attr-defined]
+                              m.batch_size)
+    meta_file = (m.path or Path(run)) / TASK_FILE
+    meta = json.loads(meta_file.read_text())
+    meta["options"]["threshold"] = result["threshold"]
+    meta["calibration"] = result
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+    return result
+
+
 # ----------------------------------------------------------------------------- the loop
 def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm (Devlin et al. 2019), head lr apart."""
+    """AdamW (:func:`~maskedlm.training.optim.adamw`, Devlin et al.'s betas and eps); no
+    weight decay on biases and LayerNorm (Devlin et al. 2019), the head's rate apart."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -319,13 +278,7 @@ def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
     params = [{"params": ps, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
                "lr": (cfg.head_lr or cfg.lr) if is_head else cfg.lr}
               for (is_head, no_decay), ps in groups.items()]
-    # The fused kernel is many times faster than the per-tensor loop on CPU, where the
-    # 30k x H word-embedding update otherwise costs a good part of each step; it is
-    # also what transformers' Trainer picks by default with torch >= 2.8.
-    try:
-        return torch.optim.AdamW(params, lr=cfg.lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(params, lr=cfg.lr)
+    return adamw(params, cfg.lr)
 
 
 def _read_examples(task: Task, train: str | Path | list[Any], dev: str | Path | list[Any] | None,
@@ -351,12 +304,6 @@ def _load_encoder(model_path: str | Path) -> tuple[BertForPreTraining, Tokenizer
     return pretrained, tok
 
 
-def _linear_schedule(opt: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
-
-
 def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
              dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig
              ) -> dict[str, Any]:
@@ -367,15 +314,26 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     >>> finetune(make_task("tag"), "minilm/", "conll/train.txt", "conll/dev.txt", "runs/ner",
     ...          FinetuneConfig(epochs=2))  # doctest: +SKIP
     """
+    cfg = cfg.for_task(task.kind)  # the task's defaults where cfg leaves None
     inputs = [model_path] + [p for p in (train, dev) if isinstance(p, str | Path)]
     early = RaiseOnSignal("it came before the first training step")
-    with early, RunLock(out, purpose="finetune", overwrite=cfg.overwrite, inputs=inputs):
-        return _finetune(task, model_path, train, dev, out, cfg, early)
+    # under torchrun: one process per rank (gloo on CPU, NCCL on GPU); rank 0 writes the run
+    di = DistInfo.from_env(cfg.device)
+    lock = (RunLock(out, purpose="finetune", overwrite=cfg.overwrite, inputs=inputs)
+            if di.is_main else nullcontext())
+    with early, lock:
+        return _finetune(task, model_path, train, dev, out, cfg, early, di)
 
 
 def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
               dev: str | Path | list[Any] | None, out: str | Path, cfg: FinetuneConfig,
-              early: RaiseOnSignal | None = None) -> dict[str, Any]:
+              early: RaiseOnSignal | None = None, di: DistInfo | None = None) -> dict[str, Any]:
+    """The loop. With ``di.world_size`` > 1 (torchrun) every rank takes its share of each
+    step's examples (``cfg.batch_size`` per process, as pretraining), the gradients are
+    summed over the ranks before clipping, and rank 0 evaluates and writes the run; a
+    contrastive task gathers its negatives from every rank (its loss is each rank's share
+    of the global mean)."""
+    di = di or DistInfo()
     tune_allocator()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -385,14 +343,17 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     feats = task.featurize(train_ex, tok, max_length)
     if dev_ex is not None:
         task.featurize(dev_ex, tok, max_length)  # fail now on unknown dev labels, not after an epoch
-    model = TaskModel(pretrained.bert, task.make_head(pretrained.config)).to(cfg.device)
+    model = TaskModel(pretrained.bert, task.make_head(pretrained.config)).to(di.device)
+    broadcast_parameters(model, di)  # the same start on every rank
     n_trainable = apply_freeze(model, cfg.freeze)
     if not n_trainable:
         raise MaskedLMError("--freeze leaves nothing to train")
     opt = _optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
+    global_batch = cfg.batch_size * di.world_size
+    steps_per_epoch = math.ceil(len(feats) / global_batch)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    sched = _linear_schedule(opt, total, int(cfg.warmup_ratio * total))
+    # BERT's schedule: linear warm-up, then linear decay to 0 at the last step
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(int(cfg.warmup_ratio * total), total))
     eval_every = cfg.eval_every or steps_per_epoch
     cfg.max_length = max_length
     history: list[dict[str, Any]] = []
@@ -435,8 +396,10 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
         history, best, bad_evals = resume["history"], resume["best"], resume["bad_evals"]
         step, seen, train_time = resume["step"], resume["seen"], resume["train_time"]
         running, n_running = resume["running"], resume["n_running"]
-    tb = tensorboard_writer(Path(out))  # OUT/tb/ beside the run, with the tensorboard extra
-    bar = progress(total, "fine-tune", enabled=cfg.progress, initial=step, every=cfg.progress_every)
+    tb = tensorboard_writer(Path(out)) if di.is_main else None  # OUT/tb/, with the tensorboard extra
+    bar = progress(total, "fine-tune", enabled=cfg.progress and di.is_main, initial=step,
+                   every=cfg.progress_every)
+    summed = getattr(task, "loss_is_global_share", False)  # contrastive: shares sum to the mean
     if early is not None:
         early.release()  # the loop's StopSignals take over: stop after a step, with a state
     with StopSignals() as signals:
@@ -445,37 +408,44 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
             # rebuilds it from that state, then takes the generator where it was.
             epoch_rng = resume["epoch_rng"] if resume else rng.bit_generator.state
             rng.bit_generator.state = epoch_rng
-            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            batches = length_grouped_batches(lengths, global_batch, rng)
             first = 0
             if resume is not None:
                 rng.bit_generator.state, first, resume = resume["rng"], resume["batch_in_epoch"], None
             for b_i in range(first, len(batches)):
                 t0 = time.perf_counter()
-                batch = to_device(task.collate([feats[i] for i in batches[b_i]], tok.pad_id, rng),
-                                  model.device)
-                with autocast(cfg.precision, model.device):
-                    loss = task.loss(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                # the norm is computed even without clipping (--clip-grad 0): the NaN guard
-                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
-                if not (torch.isfinite(loss.detach()) and torch.isfinite(gnorm)):
-                    raise MaskedLMError(f"step {step + 1}: the fine-tuning loss or gradients turned "
-                                        "NaN/inf; lower --lr or use --precision fp32 "
-                                        f"(the last good checkpoint in {out} is kept)")
-                opt.step()
-                sched.step()
+                idx, collate_rng = batches[b_i], rng
+                if di.world_size > 1:  # equal shares (the gathered negatives need them)
+                    idx = idx[:len(idx) // di.world_size * di.world_size][di.rank::di.world_size]
+                    # per rank and step: the shared rng must stay in step on every rank
+                    collate_rng = np.random.default_rng((cfg.seed, di.rank, step))
+                if len(idx):
+                    batch = to_device(task.collate([feats[i] for i in idx], tok.pad_id,
+                                                   collate_rng), model.device)
+                    with autocast(cfg.precision, model.device):
+                        loss = task.loss(model, batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    all_reduce_gradients(model, di, average=not summed)
+                    clip_and_check(model, cfg.clip_grad, step + 1, loss=loss,
+                                   what="fine-tuning loss",
+                                   kept=f"the last good checkpoint in {out} is kept")
+                    opt.step()
+                    sched.step()
+                    (value,) = all_reduce([float(loss.detach())], di)
+                    running += value if summed else value / di.world_size
+                    n_running += 1
                 train_time += time.perf_counter() - t0
-                step, seen = step + 1, seen + len(batches[b_i])
-                running, n_running = running + float(loss.detach()), n_running + 1
+                step, seen = step + 1, seen + len(idx) * di.world_size
                 bar.update(1)
                 bar.set_postfix(loss=f"{running / n_running:.4f}", refresh=False)
                 if step % eval_every == 0 or step == total:
-                    stop = not evaluate_and_keep()
+                    stop = not evaluate_and_keep() if di.is_main else False
+                    stop = any_rank([stop], di)[0]  # rank 0 decides; all stop together
                     running, n_running = 0.0, 0
                 if stop or step >= total:
                     break
-                if signals.received:
+                if any_rank([signals.received is not None], di)[0]:
                     check_finite(model, str(out))
                     state = {"step": step, "epoch_rng": epoch_rng, "rng": rng.bit_generator.state,
                              "batch_in_epoch": b_i + 1, "torch_rng": torch.get_rng_state(),
@@ -484,11 +454,16 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
                              "bad_evals": bad_evals, "seen": seen, "train_time": train_time,
                              "running": running, "n_running": n_running,
                              "task": task.kind, "labels": task.labels}
-                    save_training_state(out, state)
+                    if di.is_main:
+                        save_training_state(out, state)
+                    barrier(di)  # every rank leaves after rank 0 has saved
                     bar.close()
-                    raise Preempted(signals.received, step, str(out))
-    (Path(out) / TRAINING_STATE_NAME).unlink(missing_ok=True)  # a finished run needs none
+                    raise Preempted(signals.received or "a signal on another rank", step, str(out))
     bar.close()
+    barrier(di)
+    if not di.is_main:  # rank 0 wrote the run and holds its summary
+        return {"out": str(out), "task": task.kind, "steps": step, "best": None}
+    (Path(out) / TRAINING_STATE_NAME).unlink(missing_ok=True)  # a finished run needs none
     if tb is not None:
         tb.close()
     assert best is not None

@@ -42,6 +42,7 @@ from torch import nn
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
+from maskedlm.options import QAOptions
 from maskedlm.tasks.common import Batch, Feature, TaskModel, encoder_inputs, run_batches
 from maskedlm.tasks.data import QAExample, read_squad
 
@@ -101,6 +102,19 @@ def squad_scores(predictions: dict[str, str], examples: list[QAExample]) -> dict
 
 
 # ----------------------------------------------------------------------------- windows
+def hold_out_articles(examples: list[QAExample], n: int, where: str = "--train"
+                      ) -> tuple[list[QAExample], list[QAExample]]:
+    """(train, dev): the last ``n`` articles of ``examples`` (in file order) become the dev
+    split, so that no context is shared between the two."""
+    titles = list(dict.fromkeys(ex.title for ex in examples))
+    if not 0 < n < len(titles):
+        raise MaskedLMError(f"--dev-articles {n}: {where} has {len(titles)} articles; "
+                            "keep at least one for training")
+    held = set(titles[-n:])
+    return ([ex for ex in examples if ex.title not in held],
+            [ex for ex in examples if ex.title in held])
+
+
 def windows(n_tokens: int, room: int, stride: int) -> list[tuple[int, int]]:
     """Token ranges ``[s, e)`` of at most ``room`` tokens covering ``n_tokens``, each
     overlapping the previous one by ``stride`` tokens (one empty window for no tokens)."""
@@ -160,9 +174,10 @@ class QATask:
     kind = "qa"
     metric = "f1"
 
-    def __init__(self, labels: list[str] | None = None, doc_stride: int = 128,
-                 max_query_length: int = 64, max_answer_length: int = 30,
-                 version_2: bool = False, threshold: float = 0.0) -> None:
+    def __init__(self, labels: list[str] | None = None, doc_stride: int = QAOptions.doc_stride,
+                 max_query_length: int = QAOptions.max_query_length,
+                 max_answer_length: int = QAOptions.max_answer_length,
+                 version_2: bool = False, threshold: float = QAOptions.threshold) -> None:
         for name, v in (("doc-stride", doc_stride), ("max-query-length", max_query_length),
                         ("max-answer-length", max_answer_length)):
             if v < (0 if name == "doc-stride" else 1):

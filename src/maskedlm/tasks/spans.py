@@ -29,6 +29,7 @@ from torch import nn
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ModelConfig
+from maskedlm.options import SpanOptions
 from maskedlm.tasks.common import (
     Batch,
     Feature,
@@ -167,10 +168,13 @@ class SpanTask:
     kind = "spans"
     metric = "f1"
 
-    def __init__(self, labels: list[str] | None = None, max_span_length: int = 8,
-                 span_repr: str = "attention", flat: bool = False, null_weight: float = 1.0,
-                 null_sample: float = 1.0, threshold: float | None = None,
-                 dropout: float = 0.1) -> None:
+    def __init__(self, labels: list[str] | None = None,
+                 max_span_length: int = SpanOptions.max_span_length,
+                 span_repr: str = SpanOptions.span_repr, flat: bool = SpanOptions.flat,
+                 null_weight: float = SpanOptions.null_weight,
+                 null_sample: float = SpanOptions.null_sample,
+                 threshold: float | None = SpanOptions.threshold,
+                 dropout: float = SpanOptions.dropout) -> None:
         if span_repr not in SPAN_REPRS:
             raise MaskedLMError(f"--span-repr must be one of {', '.join(SPAN_REPRS)}, got {span_repr!r}")
         if max_span_length < 1:

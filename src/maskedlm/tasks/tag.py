@@ -26,6 +26,7 @@ from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.bert import Rows
 from maskedlm.models.config import ModelConfig
+from maskedlm.options import TagOptions
 from maskedlm.tasks.common import (
     Batch,
     Feature,
@@ -95,8 +96,9 @@ class TagTask:
 
     kind = "tag"
 
-    def __init__(self, labels: list[str] | None = None, label_subwords: str = "all",
-                 viterbi: bool = True, dropout: float = 0.1) -> None:
+    def __init__(self, labels: list[str] | None = None,
+                 label_subwords: str = TagOptions.label_subwords,
+                 viterbi: bool = TagOptions.viterbi, dropout: float = TagOptions.dropout) -> None:
         if label_subwords not in ("all", "first"):
             raise MaskedLMError(f"--label-subwords must be all or first, got {label_subwords!r}")
         self.labels = list(labels or [])

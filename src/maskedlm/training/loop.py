@@ -1,4 +1,4 @@
-"""The one training loop: accumulation, autocast, clipping, DDP, eval, logging, resume.
+"""The pretraining loop: accumulation, autocast, clipping, DDP, eval, logging, resume.
 
 The loop is stateless about data: a :class:`BatchSource` returns the micro-batches of
 any global step, and dropout is seeded from the step number, so a resumed run
@@ -9,133 +9,31 @@ accumulation and data parallelism equal to one large batch.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from maskedlm.errors import MaskedLMError, Preempted
-from maskedlm.files import append_line, repair_jsonl
-from maskedlm.progress import DEFAULT_EVERY, progress
+from maskedlm.progress import progress
 from maskedlm.runtime import tune_allocator
+from maskedlm.training.config import TrainConfig
+from maskedlm.training.dist import DistInfo, all_reduce, any_rank, barrier
+from maskedlm.training.metrics import MetricsLog
+from maskedlm.training.optim import clip_and_check, linear_schedule, make_optimizer
+from maskedlm.training.precision import autocast
+from maskedlm.training.signals import StopSignals
 
 Batch = dict[str, np.ndarray]
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; CLI flags map one to one onto these fields."""
-
-    max_steps: int = 1000
-    batch_size: int = 32  # sequences per process per micro-step
-    grad_accum: int = 1
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06  # RoBERTa-style linear warmup over 6% of the steps
-    # "linear": warmup then linear decay to 0 (BERT, RoBERTa). "wsd": warmup, a constant
-    # stable phase, then a 1 - sqrt decay over the last ``decay_ratio`` (Hägele et al.
-    # 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations";
-    # ModernBERT, Ettin).
-    schedule: Literal["linear", "wsd"] = "linear"
-    decay_ratio: float = 0.2
-    beta1: float = 0.9
-    beta2: float = 0.98  # RoBERTa's beta2 is more stable than 0.999 for MLM
-    eps: float = 1e-6
-    clip_grad: float = 1.0
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # auto: bf16 where the chip has it
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 0  # 0: evaluate at every save and at the end
-    save_every: int = 0  # 0: save at the end only
-    max_time: float = 0.0  # seconds; 0 = no wall-clock budget
-    progress: bool = True
-    progress_every: float = DEFAULT_EVERY  # seconds between progress lines when not on a terminal
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise MaskedLMError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise MaskedLMError(f"--lr must be > 0, got {self.lr}")
-        if self.schedule not in ("linear", "wsd"):
-            raise MaskedLMError(f"--schedule must be linear or wsd, got {self.schedule!r}")
-        if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 < self.decay_ratio <= 1.0:
-            raise MaskedLMError(f"--warmup-ratio must be in [0, 1) and --decay-ratio in (0, 1], "
-                                f"got {self.warmup_ratio} and {self.decay_ratio}")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise MaskedLMError(f"--precision must be fp32, bf16 or auto, got {self.precision!r}")
-        if self.progress_every < 0:
-            raise MaskedLMError(f"--progress-every must be >= 0 seconds, got {self.progress_every}")
-        if not self.clip_grad >= 0:  # also NaN
-            raise MaskedLMError(f"--clip-grad must be >= 0 (0: no clipping), got {self.clip_grad}")
-        if self.batch_size > MAX_BATCH_SIZE:
-            raise MaskedLMError(f"--batch-size {self.batch_size} is over {MAX_BATCH_SIZE} sequences "
-                                "per micro-step; use --grad-accum for larger batches")
-
-
-# Sequences per micro-step: far above what any accelerator holds (BERT-large at 512 tokens
-# fits ~64 on 80 GB); beyond it building one batch takes minutes of NumPy work.
-MAX_BATCH_SIZE = 65536
-
-
-@dataclass
-class DistInfo:
-    """Where this process sits in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, device: str | None = None) -> DistInfo:
-        """Initialise the process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(device)
-        if dev.type == "cuda":
-            dev = torch.device("cuda", local)
-            torch.cuda.set_device(dev)
-        if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                                    store=_attempt_store(rank, world), rank=rank, world_size=world)
-        return cls(rank, world, local, dev)
-
-
-def _attempt_store(rank: int, world: int) -> dist.Store | None:
-    """torchrun's store, with keys of this restart attempt only (None: use env:// as is).
-
-    torchrun shares one rendezvous TCPStore across restarts (torch 2.13), so after
-    ``--max-restarts`` the new workers read the dead attempt's gloo addresses and fail
-    with "connectFullMesh ... Connection refused"; a prefix per attempt keeps them apart.
-    """
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
-    if attempt is None or "MASTER_ADDR" not in os.environ:
-        return None
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "False") == "True"
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                          is_master=rank == 0 and not agent, multi_tenant=not agent)
-    return dist.PrefixStore(f"maskedlm/attempt_{attempt}", store)
 
 
 class BatchSource(Protocol):
@@ -144,60 +42,6 @@ class BatchSource(Protocol):
 
     def eval_batches(self) -> list[Batch]:
         """Held-out batches, masked with a fixed seed."""
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases, LayerNorm and the SBO/MLM output bias."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with the fused kernel (one pass over all parameters; CPU and CUDA), falling
-    back to the per-tensor loop where the build lacks it."""
-    kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    try:
-        return torch.optim.AdamW(param_groups(model, cfg.weight_decay), fused=True, **kw)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **kw)
-
-
-def lr_shape(frac: float, warmup: float, kind: str = "linear", decay: float = 0.2) -> float:
-    """The learning-rate multiplier at ``frac`` (0..1) of the run.
-
-    >>> lr_shape(0.5, 0.1, "wsd", 0.2), round(lr_shape(0.9, 0.1, "wsd", 0.2), 3)
-    (1.0, 0.293)
-    """
-    if frac < warmup:
-        return max(1e-3, frac / warmup)
-    if frac >= 1.0:
-        return 0.0
-    if kind == "wsd":
-        into = (frac - (1.0 - decay)) / decay  # share of the decay phase done
-        return 1.0 if into <= 0 else max(0.0, 1.0 - math.sqrt(min(1.0, into)))
-    return max(0.0, (1.0 - frac) / (1.0 - warmup))
-
-
-def linear_schedule(warmup: int, total: int, progress: Callable[[], float] | None = None,
-                    kind: str = "linear", decay: float = 0.2) -> Callable[[int], float]:
-    """Warmup to the peak, then ``kind`` decay (see :func:`lr_shape`) ending at ``total``.
-
-    With ``progress`` (the used share of a wall-clock budget), the schedule follows
-    whichever runs out first, steps or time, as in cramming (Geiping & Goldstein 2023).
-    """
-    def f(step: int) -> float:
-        if progress is not None:  # warmup and decay over the used share of the budget
-            frac = max(step / max(1, total), progress())
-            return lr_shape(frac, max(warmup / max(1, total), 1e-6), kind, decay)
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return lr_shape(step / max(1, total), warmup / max(1, total), kind, decay)
-    return f
 
 
 class Prefetcher:
@@ -267,86 +111,6 @@ class DataWaitMonitor:
                 "see docs/datapath.md")
 
 
-# What clusters and users send a job they want stopped: the scheduler's SIGTERM, Ctrl-C, and
-# SLURM's warning signal (``#SBATCH --signal=USR1@120``).
-STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
-
-
-def _install_stop_handlers(handler: Any) -> dict[int, Any]:
-    """``handler`` for every stop signal; the previous handlers, to put back. Handlers can
-    only be installed in the main thread: elsewhere nothing is installed."""
-    old: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in STOP_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                old[sig] = signal.signal(sig, handler)
-    return old
-
-
-class RaiseOnSignal:
-    """Outside the training loop (data preparation, model building), SIGTERM, SIGINT and
-    SIGUSR1 stop at once with :class:`~maskedlm.errors.Preempted` saying that no
-    checkpoint was written and why; :class:`StopSignals` takes over inside the loop.
-
-    >>> with RaiseOnSignal("while preparing the data"):  # doctest: +SKIP
-    ...     prepare()
-    """
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> RaiseOnSignal:
-        self._old = _install_stop_handlers(self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        raise Preempted(signal.Signals(signum).name, 0, None, why=self.why)
-
-    def release(self) -> None:
-        """Put the previous handlers back (the loop's own take over); idempotent."""
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-
-class StopSignals:
-    """While active, SIGTERM, SIGINT and SIGUSR1 only ask the loop to stop.
-
-    The handler records the first signal; the loop finishes its step, writes a checkpoint
-    and raises :class:`~maskedlm.errors.Preempted`. Later signals (a second Ctrl-C while
-    the checkpoint is written) are acknowledged and ignored, so the save completes and
-    the previous checkpoint is only replaced by a complete one. Handlers can only be
-    installed in the main thread; elsewhere this never fires.
-
-    >>> with StopSignals() as stop:  # doctest: +SKIP
-    ...     if stop.received: ...
-    """
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        self._old = _install_stop_handlers(self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.received is None:
-            self.received = name
-        else:  # os.write: print() is not safe to re-enter from a handler
-            os.write(2, f"maskedlm: {name} again: finishing the checkpoint first\n".encode())
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
 
 TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_sentence_label",
                "sbo_left", "sbo_right", "sbo_pos", "sequence_ids")
@@ -355,90 +119,6 @@ TENSOR_KEYS = ("input_ids", "labels", "token_type_ids", "attention_mask", "next_
 def to_tensors(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(device, non_blocking=True)
             for k in TENSOR_KEYS if k in batch}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 matmuls natively: CUDA with bf16 support, or a CPU
-    with AVX512-BF16 or AMX (where bf16 autocast ran 1.6-2.0x our fp32 pretraining,
-    benchmarks/RESULTS.md); elsewhere bf16 is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = torch.cpu
-        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32``; others unchanged."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-TENSORBOARD_DIR = "tb"
-
-
-def tensorboard_writer(out_dir: Path) -> Any:
-    """A ``SummaryWriter`` on ``out_dir/tb/`` with the ``tensorboard`` extra installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # the extra is optional: metrics.jsonl alone, as before
-        return None
-    return SummaryWriter(str(Path(out_dir) / TENSORBOARD_DIR))
-
-
-def write_scalars(writer: Any, record: dict[str, Any], step: int, prefix: str = "") -> None:
-    """Every number in ``record`` as a scalar at ``step``; nested dicts as ``dev/f1`` tags.
-
-    Flushed before returning: the writer's thread appends to its event file by path, so
-    nothing may be pending while fine-tuning swaps the run directory (and ``tb/`` in it)."""
-    if writer is None:
-        return
-    _add_scalars(writer, record, step, prefix)
-    writer.flush()
-
-
-def _add_scalars(writer: Any, record: dict[str, Any], step: int, prefix: str) -> None:
-    for k, v in record.items():
-        if isinstance(v, dict):
-            _add_scalars(writer, v, step, f"{prefix}{k}/")
-        elif k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
-            writer.add_scalar(prefix + k, v, step)
-
-
-class MetricsLog:
-    """metrics.jsonl (+ TensorBoard scalars in ``tb/`` when installed); only rank 0 writes."""
-
-    def __init__(self, out_dir: Path, enabled: bool, resume_step: int = 0) -> None:
-        self.enabled = enabled
-        self.path = out_dir / "metrics.jsonl"
-        self.tb = None
-        if not enabled:
-            return
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if resume_step:  # drop lines logged after the checkpoint, and a torn last line
-            repair_jsonl(self.path, keep=lambda r: r.get("step", 0) <= resume_step)
-        elif self.path.exists() or self.path.is_symlink():
-            self.path.unlink()
-        self.tb = tensorboard_writer(out_dir)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        append_line(self.path, json.dumps(record))
-        write_scalars(self.tb, record, record["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()  # flushes the event file
 
 
 @torch.no_grad()
@@ -487,14 +167,6 @@ def evaluate(model: nn.Module, batches: list[Batch], device: torch.device,
     return res
 
 
-def _all_reduce(values: list[float], di: DistInfo) -> list[float]:
-    if di.world_size == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=di.device if di.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path,
           save: Callable[[nn.Module, dict[str, Any]], Path | None], di: DistInfo | None = None,
           resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -504,11 +176,14 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     where it wrote. SIGTERM, SIGINT or SIGUSR1 end the run after the current step with a
     checkpoint and :class:`~maskedlm.errors.Preempted` (see :class:`StopSignals`).
     """
+    if missing := cfg.unresolved():  # a programming error, not a user's: say what to do
+        raise ValueError(f"TrainConfig fields {missing} are None; give them, or make the "
+                         "options with maskedlm.options.PretrainOptions, which fills them")
     tune_allocator()
     di = di or DistInfo()
     model.to(di.device)
     model.train()
-    optimizer = make_optimizer(model, cfg, di.device)
+    optimizer = make_optimizer(model, cfg)
     warmup = int(cfg.warmup_ratio * cfg.max_steps)
     t_start = time.perf_counter()
     time_used = (lambda: (time.perf_counter() - t_start) / cfg.max_time) if cfg.max_time > 0 else None
@@ -548,7 +223,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         if start == 0 and cfg.eval_every and di.is_main and eval_batches:
             # the starting point, e.g. for continued pretraining from --init
             log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
-        if _any_rank([stop.received is not None], di)[0]:
+        if any_rank([stop.received is not None], di)[0]:
             log.close()
             raise Preempted(stop.received or "a signal on another rank", start,
                             None if start == 0 else str(out_dir),
@@ -574,7 +249,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                         bar.total = min(cfg.max_steps, max(done, round(done / frac)))
                 bar.update(1)
                 # one all-reduce: every rank stops (and saves) at the same step
-                signalled, out_of_time = _any_rank(
+                signalled, out_of_time = any_rank(
                     [stop.received is not None,
                      cfg.max_time > 0 and time.perf_counter() - t_start > cfg.max_time], di)
                 last = done == cfg.max_steps or out_of_time
@@ -605,7 +280,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                         bar.write(f"step {done}: eval mlm acc {record['eval_mlm_accuracy']:.4f} "
                                   f"ppl {record['eval_perplexity']:.2f}{rtd}")
                 if stopping:
-                    _barrier(di)  # every rank leaves after rank 0 has saved
+                    barrier(di)  # every rank leaves after rank 0 has saved
                     raise Preempted(stop.received or "a signal on another rank", done,
                                     str(where or out_dir))
                 if out_of_time:
@@ -617,25 +292,13 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     return record
 
 
-def _any_rank(flags: list[bool], di: DistInfo) -> list[bool]:
-    """Whether each flag holds on any rank (so that all ranks stop at the same step)."""
-    if di.world_size == 1:
-        return flags
-    return [v > 0 for v in _all_reduce([float(f) for f in flags], di)]
-
-
-def _barrier(di: DistInfo) -> None:
-    if di.world_size > 1:
-        dist.barrier()
-
-
 WINDOW_SUMS = ("mlm", "sbo", "nsp", "n", "seq", "correct", "tokens", "steps",
                "rtd", "rtd_correct", "rtd_n")
 
 
 def _window_state(window: dict[str, Any], di: DistInfo) -> dict[str, Any]:
     """The open log window summed over ranks, saved so a resumed run logs the same losses."""
-    sums = _all_reduce([float(window[k]) for k in WINDOW_SUMS], di)
+    sums = all_reduce([float(window[k]) for k in WINDOW_SUMS], di)
     return {k: type(window[k])(v) for k, v in zip(WINDOW_SUMS, sums, strict=True)}
 
 
@@ -660,7 +323,7 @@ def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg:
     n_local = sum(int((b["labels"] != -100).sum()) for b in micro)
     seq_local = sum(b["input_ids"].shape[0] for b in micro)
     tok_local = sum(_real_tokens(b) for b in micro)
-    n_global, seq_global, tok_global = _all_reduce([float(n_local), float(seq_local),
+    n_global, seq_global, tok_global = all_reduce([float(n_local), float(seq_local),
                                                     float(tok_local)], di)
     # replaced-token detection (models/rtd.py) divides its per-token loss by the real tokens
     per_token = ({"token_normalizer": max(tok_global, 1.0)}
@@ -687,15 +350,12 @@ def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg:
     window["steps"] += 1
 
 
+
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, clip_grad: float,
                     step: int) -> None:
     """Clip, check, step the optimizer and the schedule, release the gradients."""
-    # clip_grad 0 means no clipping: the norm is still computed, for the NaN check
-    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
-    if not torch.isfinite(gnorm):
-        raise MaskedLMError(f"step {step + 1}: the loss or gradients turned NaN/inf; "
-                            "lower --lr or use --precision fp32 (last checkpoint kept)")
+    clip_and_check(model, clip_grad, step + 1, "last checkpoint kept")
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -703,7 +363,7 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
 
 def _log_record(step: int, w: dict[str, Any], lr: float, di: DistInfo) -> dict[str, Any]:
     """Averages over the window since the last log, summed over ranks."""
-    mlm, sbo, nsp, n, seq, correct, tokens, rtd, rtd_correct, rtd_n = _all_reduce(
+    mlm, sbo, nsp, n, seq, correct, tokens, rtd, rtd_correct, rtd_n = all_reduce(
         [w["mlm"], w["sbo"], w["nsp"], float(w["n"]), float(w["seq"]), w["correct"],
          float(w["tokens"]), w["rtd"], w["rtd_correct"], float(w["rtd_n"])], di)
     dt = time.perf_counter() - w["t0"]
