@@ -101,14 +101,55 @@ def test_selection_split_is_disjoint_seeded_and_capped():
         selection_split(1, 0.1, 1000, 0)
 
 
-def test_sst2_fine_tunes_small_encoders_at_its_own_rate(setup, tmp_path):
+def test_sst2_searches_its_rates_on_small_encoders(setup, tmp_path):
     model, data = setup
-    card = scorecard(model, ["sst2", "mrpc"], data_root=data, log=lambda s: None,
-                     out=tmp_path / "card", overrides={"batch_size": 8})
-    assert card["tasks"]["sst2"]["lr"] == 3e-4  # TaskSpec.small_lr (a 32-wide encoder)
-    assert card["tasks"]["mrpc"]["lr"] == 1e-4  # hyperparameters() for hidden <= 512
-    assert card["hyperparameters"]["task_lr"] == {"sst2": 3e-4}
-    assert hyperparameters(768)["task_lr"] == {}  # wide encoders: one rate for every task
+    card = scorecard(model, ["sst2", "mrpc"], data_root=data, log=lambda s: None, quick=True,
+                     out=tmp_path / "card", overrides={"batch_size": 8}, limit=24)
+    sst2, mrpc = card["tasks"]["sst2"], card["tasks"]["mrpc"]
+    assert [c["lr"] for c in sst2["lr_candidates"]] == [1e-4, 3e-4]  # TaskSpec.lr_candidates
+    best = max(c["selection_score"] for c in sst2["lr_candidates"])
+    assert sst2["selection_score"] == best
+    assert sst2["lr"] == min(c["lr"] for c in sst2["lr_candidates"] if c["selection_score"] == best)
+    assert mrpc["lr"] == 1e-4 and "lr_candidates" not in mrpc  # hidden <= 512, no search
+    assert card["hyperparameters"]["task_lr_candidates"] == {"sst2": [1e-4, 3e-4]}
+    assert hyperparameters(768)["task_lr_candidates"] == {}  # wide encoders: one rate, no search
+    assert "sst2: rate" in (tmp_path / "card" / "scorecard.md").read_text()
+
+
+def test_sst2_rate_is_chosen_on_the_selection_split_and_dev_scores_the_chosen_run_only(
+        setup, tmp_path, monkeypatch):
+    """1e-7 leaves a random 32-wide encoder where it was; 2e-3 and 3e-3 learn the toy
+    sentiment. The official dev file given here has every label flipped, so a choice made on
+    dev would take 1e-7; the card must choose on the selection split carved from train, the
+    lower of the two rates that tie there, and read dev for that run alone."""
+    from maskedlm.tasks.finetune import TaskPredictor
+
+    model, data = setup
+    rows = (data / "sst2" / "dev.tsv").read_text().splitlines()
+    flipped = tmp_path / "dev-flipped.tsv"
+    flipped.write_text("\n".join([rows[0]] + [f"{t}\t{1 - int(y)}" for t, y in
+                                               (r.split("\t") for r in rows[1:])]) + "\n")
+    scored = []  # (run, file) of every official-dev evaluation; the real one runs
+    real_evaluate = TaskPredictor.evaluate
+
+    def spy(self, path):
+        scored.append((Path(self.path).name, Path(path)))
+        return real_evaluate(self, path)
+
+    monkeypatch.setattr(TaskPredictor, "evaluate", spy)
+    card = scorecard(model, ["sst2"], data_root=data, files={"sst2:eval": str(flipped)},
+                     out=tmp_path / "card", log=lambda s: None,
+                     overrides={"batch_size": 8, "task_lr_candidates": {"sst2": [3e-3, 1e-7, 2e-3]}})
+    row = card["tasks"]["sst2"]
+    tried = {c["lr"]: c["selection_score"] for c in row["lr_candidates"]}
+    print(tried, row["score"])
+    assert list(tried) == [1e-7, 2e-3, 3e-3]  # ascending, whatever order they were given in
+    assert tried[1e-7] < 0.8 and tried[2e-3] == tried[3e-3] == 1.0
+    assert row["lr"] == 2e-3 and row["selection_score"] == 1.0
+    assert row["score"] < 0.5  # the flipped dev punishes the run that learned
+    assert scored == [("sst2-lr0.002", flipped)]  # dev read once, for the chosen run
+    assert all(set(c) == {"lr", "selection_score", "selected_step", "steps"}
+               for c in row["lr_candidates"])  # no dev score of any candidate is recorded
 
 
 def test_card_end_to_end(setup, tmp_path):
@@ -135,6 +176,8 @@ def test_card_end_to_end(setup, tmp_path):
     assert card["tasks"]["upos"]["score"] > 0.9
     assert card["overridden"] == ["batch_size", "head_lr_spans", "lr"]
     assert {card["tasks"][t]["lr"] for t in ("sst2", "mrpc", "squad")} == {3e-3}  # override wins
+    assert "lr_candidates" not in card["tasks"]["sst2"]  # and no rate search
+    assert card["hyperparameters"]["task_lr_candidates"] == {}
     saved = load_card(tmp_path / "card")
     assert saved["mean"] == card["mean"]
     md = (tmp_path / "card" / "scorecard.md").read_text()
