@@ -116,6 +116,7 @@ def test_sst2_searches_its_rates_on_small_encoders(setup, tmp_path):
     assert "sst2: rate" in (tmp_path / "card" / "scorecard.md").read_text()
 
 
+@pytest.mark.slow  # three real fine-tuning runs: ~27 s
 def test_sst2_rate_is_chosen_on_the_selection_split_and_dev_scores_the_chosen_run_only(
         setup, tmp_path, monkeypatch):
     """1e-7 leaves a random 32-wide encoder where it was; 2e-3 and 3e-3 learn the toy
