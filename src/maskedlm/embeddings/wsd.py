@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from maskedlm.data.conllu import ConlluColumnsError, read_conllu
 from maskedlm.data.corpus import read_text_lines
 from maskedlm.embeddings.pooling import Standardizer, iter_word_vectors, tokenize
 from maskedlm.errors import MaskedLMError
@@ -221,29 +222,19 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
 def read_conllu_tags(path: str | os.PathLike[str]) -> list[list[tuple[str, str]]]:
     """(word, UPOS) sentences of a Universal Dependencies CoNLL-U file (multi-word token
-    lines and empty nodes are skipped: their parts carry the tags)."""
-    sentences: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    for n, line in enumerate(read_text_lines(path), 1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            if current:
-                sentences.append(current)
-            current = []
-            continue
-        if line.startswith("#"):
-            continue
-        cols = line.split("\t")
-        if len(cols) != 10:
-            raise MaskedLMError(f"{path}:{n}: {len(cols)} columns, CoNLL-U has 10")
-        if "-" in cols[0] or "." in cols[0]:
-            continue
-        current.append((cols[1], cols[3]))
-    if current:
-        sentences.append(current)
+    lines and empty nodes are skipped: their parts carry the tags), as NLTK's taggers
+    train on them; read by :func:`maskedlm.data.conllu.read_conllu`.
+
+    >>> read_conllu_tags("en_partut-ud-train.conllu")[0][:2]  # doctest: +SKIP
+    [('Distribution', 'NOUN'), ('of', 'ADP')]
+    """
+    try:
+        sentences = read_conllu(path)
+    except ConlluColumnsError as e:
+        raise MaskedLMError(f"{e.path}:{e.line}: {e.columns} columns, CoNLL-U has 10") from None
     if not sentences:
         raise MaskedLMError(f"{path}: no sentences")
-    return sentences
+    return [list(zip(s.words, s.tags, strict=True)) for s in sentences]
 
 
 class PosTagger:
