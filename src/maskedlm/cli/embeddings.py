@@ -92,58 +92,15 @@ def _print(a: argparse.Namespace, result: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- embed
 def run_embed(a: argparse.Namespace) -> int:
-    from maskedlm.data.corpus import read_text_lines
-    from maskedlm.embeddings.pooling import iter_token_vectors, pool_sentence, pool_words, tokenize
+    from maskedlm.embeddings.embed import check_unit_pool, embed_to_file, read_sentences
 
-    path = Path(a.input)
-    lines = [(n, ln.strip()) for n, ln in enumerate(read_text_lines(path, "input file"), 1)
-             if ln.strip()]
-    if not lines:
-        raise MaskedLMError(f"{path}: no sentences (one per line)")
-    if a.unit == "word" and a.pool == "cls" or a.unit == "sentence" and a.pool == "first":
-        raise MaskedLMError(f"--pool {a.pool} does not apply to --unit {a.unit}")
+    lines = read_sentences(a.input)
+    check_unit_pool(a.unit, a.pool)
     model = _load(a)
-    std = _stats(a, model)
-    inputs = [ln.split() if a.pretokenized else ln for _, ln in lines]
-    pieces = tokenize(model.tokenizer, inputs)
-    parts: list[np.ndarray] = [np.empty(0)] * len(pieces)
-    for i, tokens in iter_token_vectors(model, pieces, layers=a.layers, **_run_kw(a)):
-        if a.unit == "word":
-            parts[i] = pool_words(tokens, pieces[i].word_starts, a.pool)
-        elif a.unit == "subword":
-            parts[i] = tokens[1:-1]
-        else:
-            parts[i] = pool_sentence(tokens, a.pool)[None]
-    rows: list[dict[str, Any]] = []
-    for (n, text), p in zip(lines, pieces, strict=True):
-        if a.unit == "word":
-            rows += [{"line": n, "word_index": j, "word": w} for j, w in enumerate(p.words)]
-        elif a.unit == "subword":
-            toks = model.tokenizer.convert_ids_to_tokens(p.ids.tolist())
-            rows += [{"line": n, "subword_index": j, "token": t} for j, t in enumerate(toks)]
-        else:
-            rows.append({"line": n, "text": text})
-    vecs = np.concatenate(parts).astype(np.float32)
-    if std is not None:
-        vecs = std.apply(vecs)
-    out = Path(a.out)
-    sidecar = out.with_suffix(".rows.jsonl")
-    _write_npy(out, vecs)
-    _write_text(sidecar, "".join(json.dumps({"row": r, **row}) + "\n" for r, row in enumerate(rows)))
-    print(f"{vecs.shape[0]} x {vecs.shape[1]} {a.unit} vectors -> {out} (rows: {sidecar})")
+    done = embed_to_file(model, lines, a.out, unit=a.unit, pool=a.pool, layers=a.layers,
+                         pretokenized=a.pretokenized, standardize=_stats(a, model), **_run_kw(a))
+    print(f"{done['count']} x {done['dims']} {a.unit} vectors -> {done['out']} (rows: {done['rows']})")
     return 0
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    from maskedlm.files import atomic_write_stream
-
-    atomic_write_stream(path, lambda f: np.save(f, array))
-
-
-def _write_text(path: Path, text: str) -> None:
-    from maskedlm.files import atomic_write_text
-
-    atomic_write_text(path, text)
 
 
 # ----------------------------------------------------------------------------- corpus statistics
