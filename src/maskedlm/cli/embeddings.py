@@ -104,22 +104,17 @@ def run_embed(a: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- corpus statistics
-def _corpus_vectors(a: argparse.Namespace, model: Any) -> np.ndarray:
-    from maskedlm.data.corpus import sample_sentences
-    from maskedlm.embeddings.pooling import corpus_word_vectors
-
-    sentences = sample_sentences(a.corpus, a.max_sentences, np.random.default_rng(a.seed))
-    return corpus_word_vectors(model, sentences, layers=a.layers, pool=a.pool, **_run_kw(a))
+def _corpus_kw(a: argparse.Namespace) -> dict[str, Any]:
+    return {"max_sentences": a.max_sentences, "seed": a.seed, "layers": a.layers, "pool": a.pool,
+            **_run_kw(a)}
 
 
 def run_standardize_fit(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.pooling import fit_standardizer
+    from maskedlm.embeddings.pooling import fit_corpus_standardizer
 
     _positive(a, "max_sentences")
     model = _load(a)
-    vecs = _corpus_vectors(a, model)
-    std = fit_standardizer([vecs], info={"model": str(model.path), "layers": a.layers,
-                                         "pool": a.pool, "corpus": ",".join(a.corpus)})
+    std = fit_corpus_standardizer(model, a.corpus, **_corpus_kw(a))
     std.save(a.out)
     _print(a, {"out": a.out, "vectors": std.count, "dims": int(std.mean.shape[0]),
                "max_abs_mean": float(np.abs(std.mean).max()), "max_std": float(std.std.max())})
@@ -127,15 +122,12 @@ def run_standardize_fit(a: argparse.Namespace) -> int:
 
 
 def run_anisotropy(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.pooling import anisotropy
+    from maskedlm.embeddings.pooling import corpus_anisotropy
 
     _positive(a, "pairs", "max_sentences")
     model = _load(a)
-    std = _stats(a, model)
-    vecs = _corpus_vectors(a, model)
-    if std is not None:
-        vecs = std.apply(vecs)
-    value = anisotropy(vecs, a.pairs, np.random.default_rng(a.seed + 1))
+    value = corpus_anisotropy(model, a.corpus, pairs=a.pairs, standardize=_stats(a, model),
+                              **_corpus_kw(a))
     _print(a, {"anisotropy": value, "pairs": a.pairs})
     return 0
 
