@@ -20,7 +20,6 @@ import json
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -181,35 +180,24 @@ def run_words(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- wsd
 def run_wsd_train(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.wsd import PosTagger, WordNetInventory, read_semcor, train_centroids
+    from maskedlm.embeddings.wsd import PosTagger, WordNetInventory, train_from_semcor
+    from maskedlm.files import check_output_dir
 
     if a.max_sentences < 0:
         raise MaskedLMError(f"--max-sentences must be >= 0, got {a.max_sentences}")
-    from maskedlm.files import check_output_dir
-
-    # before the long work: the folder is checked again when written
+    # user errors before loading the model and training the tagger (checked again on writing)
     check_output_dir(a.out, "wsd", overwrite=a.overwrite, inputs=[a.model, a.semcor, a.wordnet])
     inventory = WordNetInventory(a.wordnet)
     tagger = PosTagger.train(a.pos_train) if a.pos_train else None  # user errors before embedding
     model = _load(a)
-    std = _stats(a, model)
-    t0 = time.perf_counter()
-    sentences, stats = read_semcor(a.semcor, inventory)
-    if a.max_sentences:
-        sentences = sentences[:a.max_sentences]
-    t1 = time.perf_counter()
-    centroids = train_centroids(model, sentences, layers=a.layers, pool=a.pool, standardize=std,
-                                **_run_kw(a))
-    t2 = time.perf_counter()
-    centroids.info.update({"model": str(Path(model.path).resolve()), "wordnet": str(Path(a.wordnet).resolve()),
-                           "semcor": str(Path(a.semcor).resolve()), "dropped_keys": stats["dropped_keys"],
-                           "read_seconds": round(t1 - t0, 1), "embed_seconds": round(t2 - t1, 1)})
-    centroids.tagger = tagger
-    centroids.save(a.out, overwrite=a.overwrite)
+    centroids, stats = train_from_semcor(model, a.semcor, inventory, a.out, tagger=tagger,
+                                         max_sentences=a.max_sentences, overwrite=a.overwrite,
+                                         layers=a.layers, pool=a.pool,
+                                         standardize=_stats(a, model), **_run_kw(a))
     info = centroids.info
     print(f"{info['senses']} sense centroids from {info['annotations']} annotations in "
           f"{info['sentences']} sentences ({stats['dropped_keys']} keys not in WordNet dropped); "
-          f"read {t1 - t0:.0f} s, embedded {t2 - t1:.0f} s -> {a.out}")
+          f"read {stats['read_seconds']:.0f} s, embedded {stats['embed_seconds']:.0f} s -> {a.out}")
     return 0
 
 
