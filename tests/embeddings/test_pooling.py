@@ -11,10 +11,14 @@ from maskedlm.embeddings.pooling import (
     Layers,
     Standardizer,
     anisotropy,
+    corpus_anisotropy,
+    corpus_word_vectors,
     embed_subwords,
     embed_words,
     encode,
+    fit_corpus_standardizer,
     fit_standardizer,
+    sample_corpus_vectors,
     tokenize,
     windows,
 )
@@ -181,3 +185,20 @@ def test_sample_sentences(tmp_path):
     (tmp_path / "empty" / "e.txt").write_text("\n")
     with pytest.raises(MaskedLMError, match="empty corpus"):
         sample_sentences([tmp_path / "empty"], 3, np.random.default_rng(0))
+
+
+def test_corpus_statistics_sample_seeded_sentences(model, tmp_path):
+    (tmp_path / "books.txt").write_text("\n\n".join(TEXT * 4) + "\n")
+    corpus = [str(tmp_path / "books.txt")]
+    vecs = sample_corpus_vectors(model, corpus, max_sentences=6, seed=3, layers="last4-mean")
+    picked = sample_sentences(corpus, 6, np.random.default_rng(3))
+    np.testing.assert_array_equal(vecs, corpus_word_vectors(model, picked, layers="last4-mean"))
+    std = fit_corpus_standardizer(model, corpus, max_sentences=6, seed=3, layers="last4-mean")
+    assert std.count == len(vecs) and std.info["corpus"] == corpus[0]
+    assert std.info["layers"] == "last4-mean" and std.info["pool"] == "mean"
+    np.testing.assert_allclose(std.mean, vecs.mean(0), atol=1e-5)
+    raw = corpus_anisotropy(model, corpus, pairs=400, max_sentences=6, seed=3, layers="last4-mean")
+    assert raw == anisotropy(vecs, 400, np.random.default_rng(4))  # the pairs: seed + 1
+    z = corpus_anisotropy(model, corpus, pairs=400, max_sentences=6, seed=3, layers="last4-mean",
+                          standardize=std)
+    assert abs(z) < abs(raw)  # fitted on the very same vectors: their mean is 0

@@ -27,6 +27,7 @@ from maskedlm.embeddings.wsd import (
     read_semcor,
     score,
     train_centroids,
+    train_from_semcor,
     word_spans,
 )
 from maskedlm.errors import MaskedLMError
@@ -275,6 +276,29 @@ def test_read_semcor_filters_unknown_keys(tmp_path):
     path.write_text("{not json\n")
     with pytest.raises(MaskedLMError, match="s.jsonl:1"):
         read_semcor(path, INVENTORY)
+
+
+def test_train_from_semcor_writes_a_sense_folder_that_records_its_sources(model, tmp_path):
+    recs = [{"tokens": "He sat on the bank of the river .".split(),
+             "lemmas": [None, None, None, None, "bank", None, None, "river", None],
+             "sense_keys": [None] * 4 + [["bank%1:17:01::"], None, None,
+                                         ["river%1:17:00::", "river%9:99:99::"], None]},
+            {"tokens": "The bank lent him zebras .".split(), "lemmas": [None, "bank"] + [None] * 4,
+             "sense_keys": [None, ["bank%1:14:00::"]] + [None] * 4}]
+    semcor = tmp_path / "semcor.jsonl"
+    semcor.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    tagger = PosTagger.train([write_conllu(tmp_path / "toy.conllu", TREEBANK)])
+    c, stats = train_from_semcor(model, semcor, INVENTORY, tmp_path / "senses", tagger=tagger,
+                                 max_sentences=1)
+    assert stats["dropped_keys"] == 1 and stats["read_seconds"] >= 0  # river%9:99:99:: unknown
+    assert c.keys == ["bank%1:17:01::", "river%1:17:00::"]  # sentence 2 is past max_sentences
+    want = train_centroids(model, read_semcor(semcor, INVENTORY)[0][:1])
+    np.testing.assert_array_equal(c.vectors, want.vectors)
+    back = SenseCentroids.load(tmp_path / "senses")
+    assert back.info["semcor"] == str(semcor.resolve()) and back.info["dropped_keys"] == 1
+    assert "wordnet" not in back.info and back.tagger is not None  # a DictInventory has no folder
+    with pytest.raises(MaskedLMError, match="is the input"):  # refused before reading SemCor
+        train_from_semcor(model, tmp_path / "nowhere.jsonl", INVENTORY, tmp_path)
 
 
 @pytest.mark.slow

@@ -20,7 +20,6 @@ import json
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,77 +91,29 @@ def _print(a: argparse.Namespace, result: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- embed
 def run_embed(a: argparse.Namespace) -> int:
-    from maskedlm.data.corpus import read_text_lines
-    from maskedlm.embeddings.pooling import iter_token_vectors, pool_sentence, pool_words, tokenize
+    from maskedlm.embeddings.embed import check_unit_pool, embed_to_file, read_sentences
 
-    path = Path(a.input)
-    lines = [(n, ln.strip()) for n, ln in enumerate(read_text_lines(path, "input file"), 1)
-             if ln.strip()]
-    if not lines:
-        raise MaskedLMError(f"{path}: no sentences (one per line)")
-    if a.unit == "word" and a.pool == "cls" or a.unit == "sentence" and a.pool == "first":
-        raise MaskedLMError(f"--pool {a.pool} does not apply to --unit {a.unit}")
+    lines = read_sentences(a.input)
+    check_unit_pool(a.unit, a.pool)
     model = _load(a)
-    std = _stats(a, model)
-    inputs = [ln.split() if a.pretokenized else ln for _, ln in lines]
-    pieces = tokenize(model.tokenizer, inputs)
-    parts: list[np.ndarray] = [np.empty(0)] * len(pieces)
-    for i, tokens in iter_token_vectors(model, pieces, layers=a.layers, **_run_kw(a)):
-        if a.unit == "word":
-            parts[i] = pool_words(tokens, pieces[i].word_starts, a.pool)
-        elif a.unit == "subword":
-            parts[i] = tokens[1:-1]
-        else:
-            parts[i] = pool_sentence(tokens, a.pool)[None]
-    rows: list[dict[str, Any]] = []
-    for (n, text), p in zip(lines, pieces, strict=True):
-        if a.unit == "word":
-            rows += [{"line": n, "word_index": j, "word": w} for j, w in enumerate(p.words)]
-        elif a.unit == "subword":
-            toks = model.tokenizer.convert_ids_to_tokens(p.ids.tolist())
-            rows += [{"line": n, "subword_index": j, "token": t} for j, t in enumerate(toks)]
-        else:
-            rows.append({"line": n, "text": text})
-    vecs = np.concatenate(parts).astype(np.float32)
-    if std is not None:
-        vecs = std.apply(vecs)
-    out = Path(a.out)
-    sidecar = out.with_suffix(".rows.jsonl")
-    _write_npy(out, vecs)
-    _write_text(sidecar, "".join(json.dumps({"row": r, **row}) + "\n" for r, row in enumerate(rows)))
-    print(f"{vecs.shape[0]} x {vecs.shape[1]} {a.unit} vectors -> {out} (rows: {sidecar})")
+    done = embed_to_file(model, lines, a.out, unit=a.unit, pool=a.pool, layers=a.layers,
+                         pretokenized=a.pretokenized, standardize=_stats(a, model), **_run_kw(a))
+    print(f"{done['count']} x {done['dims']} {a.unit} vectors -> {done['out']} (rows: {done['rows']})")
     return 0
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    from maskedlm.files import atomic_write_stream
-
-    atomic_write_stream(path, lambda f: np.save(f, array))
-
-
-def _write_text(path: Path, text: str) -> None:
-    from maskedlm.files import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
 # ----------------------------------------------------------------------------- corpus statistics
-def _corpus_vectors(a: argparse.Namespace, model: Any) -> np.ndarray:
-    from maskedlm.data.corpus import sample_sentences
-    from maskedlm.embeddings.pooling import corpus_word_vectors
-
-    sentences = sample_sentences(a.corpus, a.max_sentences, np.random.default_rng(a.seed))
-    return corpus_word_vectors(model, sentences, layers=a.layers, pool=a.pool, **_run_kw(a))
+def _corpus_kw(a: argparse.Namespace) -> dict[str, Any]:
+    return {"max_sentences": a.max_sentences, "seed": a.seed, "layers": a.layers, "pool": a.pool,
+            **_run_kw(a)}
 
 
 def run_standardize_fit(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.pooling import fit_standardizer
+    from maskedlm.embeddings.pooling import fit_corpus_standardizer
 
     _positive(a, "max_sentences")
     model = _load(a)
-    vecs = _corpus_vectors(a, model)
-    std = fit_standardizer([vecs], info={"model": str(model.path), "layers": a.layers,
-                                         "pool": a.pool, "corpus": ",".join(a.corpus)})
+    std = fit_corpus_standardizer(model, a.corpus, **_corpus_kw(a))
     std.save(a.out)
     _print(a, {"out": a.out, "vectors": std.count, "dims": int(std.mean.shape[0]),
                "max_abs_mean": float(np.abs(std.mean).max()), "max_std": float(std.std.max())})
@@ -170,15 +121,12 @@ def run_standardize_fit(a: argparse.Namespace) -> int:
 
 
 def run_anisotropy(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.pooling import anisotropy
+    from maskedlm.embeddings.pooling import corpus_anisotropy
 
     _positive(a, "pairs", "max_sentences")
     model = _load(a)
-    std = _stats(a, model)
-    vecs = _corpus_vectors(a, model)
-    if std is not None:
-        vecs = std.apply(vecs)
-    value = anisotropy(vecs, a.pairs, np.random.default_rng(a.seed + 1))
+    value = corpus_anisotropy(model, a.corpus, pairs=a.pairs, standardize=_stats(a, model),
+                              **_corpus_kw(a))
     _print(a, {"anisotropy": value, "pairs": a.pairs})
     return 0
 
@@ -232,35 +180,24 @@ def run_words(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- wsd
 def run_wsd_train(a: argparse.Namespace) -> int:
-    from maskedlm.embeddings.wsd import PosTagger, WordNetInventory, read_semcor, train_centroids
+    from maskedlm.embeddings.wsd import PosTagger, WordNetInventory, train_from_semcor
+    from maskedlm.files import check_output_dir
 
     if a.max_sentences < 0:
         raise MaskedLMError(f"--max-sentences must be >= 0, got {a.max_sentences}")
-    from maskedlm.files import check_output_dir
-
-    # before the long work: the folder is checked again when written
+    # user errors before loading the model and training the tagger (checked again on writing)
     check_output_dir(a.out, "wsd", overwrite=a.overwrite, inputs=[a.model, a.semcor, a.wordnet])
     inventory = WordNetInventory(a.wordnet)
     tagger = PosTagger.train(a.pos_train) if a.pos_train else None  # user errors before embedding
     model = _load(a)
-    std = _stats(a, model)
-    t0 = time.perf_counter()
-    sentences, stats = read_semcor(a.semcor, inventory)
-    if a.max_sentences:
-        sentences = sentences[:a.max_sentences]
-    t1 = time.perf_counter()
-    centroids = train_centroids(model, sentences, layers=a.layers, pool=a.pool, standardize=std,
-                                **_run_kw(a))
-    t2 = time.perf_counter()
-    centroids.info.update({"model": str(Path(model.path).resolve()), "wordnet": str(Path(a.wordnet).resolve()),
-                           "semcor": str(Path(a.semcor).resolve()), "dropped_keys": stats["dropped_keys"],
-                           "read_seconds": round(t1 - t0, 1), "embed_seconds": round(t2 - t1, 1)})
-    centroids.tagger = tagger
-    centroids.save(a.out, overwrite=a.overwrite)
+    centroids, stats = train_from_semcor(model, a.semcor, inventory, a.out, tagger=tagger,
+                                         max_sentences=a.max_sentences, overwrite=a.overwrite,
+                                         layers=a.layers, pool=a.pool,
+                                         standardize=_stats(a, model), **_run_kw(a))
     info = centroids.info
     print(f"{info['senses']} sense centroids from {info['annotations']} annotations in "
           f"{info['sentences']} sentences ({stats['dropped_keys']} keys not in WordNet dropped); "
-          f"read {t1 - t0:.0f} s, embedded {t2 - t1:.0f} s -> {a.out}")
+          f"read {stats['read_seconds']:.0f} s, embedded {stats['embed_seconds']:.0f} s -> {a.out}")
     return 0
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from maskedlm.data.corpus import sample_sentences
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_stream
 
@@ -476,6 +477,7 @@ def anisotropy(vectors: np.ndarray, pairs: int = 10000, rng: np.random.Generator
 # sample_sentences lives in maskedlm.data.corpus (fine-tuning samples sentences too)
 
 
+
 def corpus_word_vectors(model: Embedder, sentences: Sequence[Sentence], *, layers: str = "last",
                         pool: str = "mean", **kw: Any) -> np.ndarray:
     """All word instances of ``sentences`` stacked into one (N, H) float32 array."""
@@ -483,3 +485,48 @@ def corpus_word_vectors(model: Embedder, sentences: Sequence[Sentence], *, layer
     parts = [v for _, v in sorted(iter_word_vectors(model, pieces, layers=layers, pool=pool, **kw),
                                   key=lambda t: t[0])]
     return np.concatenate(parts) if parts else np.zeros((0, model.config.hidden_size), np.float32)
+
+
+def sample_corpus_vectors(model: Embedder, corpus: Sequence[str | os.PathLike[str]], *,
+                          max_sentences: int = 5000, seed: int = 0, layers: str = "last",
+                          pool: str = "mean", **kw: Any) -> np.ndarray:
+    """Word vectors, stacked (N, H), of a uniform sample of ``max_sentences`` corpus
+    sentences of 3..64 words (:func:`maskedlm.data.corpus.sample_sentences`, seeded).
+
+    >>> sample_corpus_vectors(model, ["books/"], max_sentences=100).shape  # doctest: +SKIP
+    (2417, 384)
+    """
+    sentences = sample_sentences(corpus, max_sentences, np.random.default_rng(seed))
+    return corpus_word_vectors(model, sentences, layers=layers, pool=pool, **kw)
+
+
+def fit_corpus_standardizer(model: Embedder, corpus: Sequence[str | os.PathLike[str]], *,
+                            max_sentences: int = 5000, seed: int = 0, layers: str = "last",
+                            pool: str = "mean", **kw: Any) -> Standardizer:
+    """:func:`fit_standardizer` on :func:`sample_corpus_vectors`; its ``info`` records the
+    model, layers, pooling and corpus (``maskedlm standardize fit``).
+
+    >>> fit_corpus_standardizer(model, ["books/"]).save("stats.npz")  # doctest: +SKIP
+    """
+    vecs = sample_corpus_vectors(model, corpus, max_sentences=max_sentences, seed=seed,
+                                 layers=layers, pool=pool, **kw)
+    return fit_standardizer([vecs], info={"model": str(getattr(model, "path", None)),
+                                          "layers": layers, "pool": pool,
+                                          "corpus": ",".join(str(p) for p in corpus)})
+
+
+def corpus_anisotropy(model: Embedder, corpus: Sequence[str | os.PathLike[str]], *,
+                      pairs: int = 10000, max_sentences: int = 1000, seed: int = 0,
+                      standardize: Standardizer | None = None, layers: str = "last",
+                      pool: str = "mean", **kw: Any) -> float:
+    """:func:`anisotropy` of the (optionally standardized) word vectors of a corpus sample;
+    the pairs are drawn with seed ``seed + 1``, the sentences with ``seed``.
+
+    >>> corpus_anisotropy(model, ["books/"], pairs=1000)  # doctest: +SKIP
+    0.31
+    """
+    vecs = sample_corpus_vectors(model, corpus, max_sentences=max_sentences, seed=seed,
+                                 layers=layers, pool=pool, **kw)
+    if standardize is not None:
+        vecs = standardize.apply(vecs)
+    return anisotropy(vecs, pairs, np.random.default_rng(seed + 1))

@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import random
+import time
 import warnings
 import xml.etree.ElementTree as ET
 import zipfile
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from maskedlm.data.conllu import ConlluColumnsError, read_conllu
 from maskedlm.data.corpus import read_text_lines
 from maskedlm.embeddings.pooling import Standardizer, iter_word_vectors, tokenize
 from maskedlm.errors import MaskedLMError
@@ -221,29 +223,19 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
 def read_conllu_tags(path: str | os.PathLike[str]) -> list[list[tuple[str, str]]]:
     """(word, UPOS) sentences of a Universal Dependencies CoNLL-U file (multi-word token
-    lines and empty nodes are skipped: their parts carry the tags)."""
-    sentences: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    for n, line in enumerate(read_text_lines(path), 1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            if current:
-                sentences.append(current)
-            current = []
-            continue
-        if line.startswith("#"):
-            continue
-        cols = line.split("\t")
-        if len(cols) != 10:
-            raise MaskedLMError(f"{path}:{n}: {len(cols)} columns, CoNLL-U has 10")
-        if "-" in cols[0] or "." in cols[0]:
-            continue
-        current.append((cols[1], cols[3]))
-    if current:
-        sentences.append(current)
+    lines and empty nodes are skipped: their parts carry the tags), as NLTK's taggers
+    train on them; read by :func:`maskedlm.data.conllu.read_conllu`.
+
+    >>> read_conllu_tags("en_partut-ud-train.conllu")[0][:2]  # doctest: +SKIP
+    [('Distribution', 'NOUN'), ('of', 'ADP')]
+    """
+    try:
+        sentences = read_conllu(path)
+    except ConlluColumnsError as e:
+        raise MaskedLMError(f"{e.path}:{e.line}: {e.columns} columns, CoNLL-U has 10") from None
     if not sentences:
         raise MaskedLMError(f"{path}: no sentences")
-    return sentences
+    return [list(zip(s.words, s.tags, strict=True)) for s in sentences]
 
 
 class PosTagger:
@@ -484,6 +476,45 @@ def train_centroids(model: Embedder, sentences: Sequence[TaggedSentence], *, lay
     info = {"layers": layers, "pool": pool, "hidden_size": H, "annotations": int(sum(
         len(s.targets) for s in tagged)), "sentences": len(tagged), "senses": len(keys)}
     return SenseCentroids(keys, (sums / counts[:, None]).astype(np.float32), counts, info, standardize)
+
+
+def train_from_semcor(model: Embedder, semcor: str | os.PathLike[str],
+                      inventory: SenseInventory, out: str | os.PathLike[str], *,
+                      tagger: PosTagger | None = None, max_sentences: int = 0,
+                      overwrite: bool = False, layers: str = "last", pool: str = "mean",
+                      standardize: Standardizer | None = None,
+                      **kw: Any) -> tuple[SenseCentroids, dict[str, Any]]:
+    """Sense centroids from SemCor (its first ``max_sentences`` sentences; 0: all), written
+    with ``tagger`` (for ``predict`` on raw text) to the folder ``out``
+    (``maskedlm wsd train``). ``info`` records the model, the WordNet folder and SemCor,
+    so that ``wsd eval`` and ``wsd predict`` find them. Returns the centroids and
+    ``{"dropped_keys", "read_seconds", "embed_seconds"}``; ``out`` is checked first.
+
+    >>> wn = WordNetInventory("wordnet/dict")  # doctest: +SKIP
+    >>> centroids, stats = train_from_semcor(model, "semcor3.0.jsonl.gz", wn, "senses/")  # doctest: +SKIP
+    """
+    from maskedlm.files import check_output_dir
+
+    if max_sentences < 0:
+        raise MaskedLMError(f"max_sentences must be >= 0, got {max_sentences}")
+    model_path, wordnet = getattr(model, "path", None), getattr(inventory, "path", None)
+    check_output_dir(out, "wsd", overwrite=overwrite, inputs=[model_path, semcor, wordnet])
+    t0 = time.perf_counter()
+    sentences, stats = read_semcor(semcor, inventory)
+    if max_sentences:
+        sentences = sentences[:max_sentences]
+    t1 = time.perf_counter()
+    centroids = train_centroids(model, sentences, layers=layers, pool=pool,
+                                standardize=standardize, **kw)
+    t2 = time.perf_counter()
+    sources = {"model": model_path, "wordnet": wordnet, "semcor": semcor}
+    centroids.info.update({k: str(Path(v).resolve()) for k, v in sources.items() if v is not None})
+    centroids.info.update({"dropped_keys": stats["dropped_keys"], "read_seconds": round(t1 - t0, 1),
+                           "embed_seconds": round(t2 - t1, 1)})
+    centroids.tagger = tagger
+    centroids.save(out, overwrite=overwrite)
+    return centroids, {"dropped_keys": stats["dropped_keys"], "read_seconds": t1 - t0,
+                       "embed_seconds": t2 - t1}
 
 
 # ----------------------------------------------------------------------------- prediction

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maskedlm.data import conllu
 from maskedlm.data.corpus import read_text_lines
 from maskedlm.errors import MaskedLMError
 
@@ -245,30 +246,10 @@ def read_conllu(path: str | Path, *, column: int = 3) -> list[TaggedSentence]:
     """CoNLL-U words with their UPOS (column 4); multiword ranges and empty nodes skipped.
 
     >>> read_conllu("ud_en_lines/en_lines-ud-dev.conllu")[0].tags[:2]  # doctest: +SKIP
-    ['ADP', 'PROPN']
+    ['SCONJ', 'DET']
     """
-    sents: list[TaggedSentence] = []
-    words: list[str] = []
-    tags: list[str] = []
-    start = 0
-    for i, line in enumerate([*_open_lines(path), ""], 1):
-        if not line.strip():
-            if words:
-                sents.append(TaggedSentence(words, tags, f"{path}:{start}"))
-            words, tags = [], []
-            continue
-        if line.startswith("#"):
-            continue
-        cols = line.split("\t")
-        if len(cols) != 10:
-            raise MaskedLMError(f"{path}:{i}: malformed CoNLL-U line: {len(cols)} columns, expected 10")
-        if "-" in cols[0] or "." in cols[0]:
-            continue  # multiword token range or empty node
-        if not words:
-            start = i
-        words.append(cols[1])
-        tags.append(cols[column])
-    return _nonempty(sents, path)
+    return _nonempty([TaggedSentence(s.words, s.tags, f"{path}:{s.line}")
+                      for s in conllu.read_conllu(path, column=column)], path)
 
 
 def read_tagged(path: str | Path, **kw) -> list[TaggedSentence]:
