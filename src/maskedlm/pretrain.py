@@ -176,9 +176,12 @@ def pretrain(opts: PretrainOptions) -> dict[str, Any]:
     lock = RunLock(opts.out, purpose="pretrain", overwrite=opts.overwrite, whole=False,
                    inputs=[opts.data, opts.init, opts.tokenizer, *corpus_paths])
     early = RaiseOnSignal("it came before the first training step")
-    with early, lock if di.is_main else nullcontext():  # rank 0 writes for the job
-        with ReplacedRun(Path(opts.out), active=di.is_main and not opts.resume) as replaced:
-            return _pretrain(opts, di, replaced, early)
+    try:
+        with early, lock if di.is_main else nullcontext():  # rank 0 writes for the job
+            with ReplacedRun(Path(opts.out), active=di.is_main and not opts.resume) as replaced:
+                return _pretrain(opts, di, replaced, early)
+    finally:
+        di.close()
 
 
 # What a fresh start moves aside in a directory holding an earlier run; put back if the new

@@ -321,8 +321,11 @@ def finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     di = DistInfo.from_env(cfg.device)
     lock = (RunLock(out, purpose="finetune", overwrite=cfg.overwrite, inputs=inputs)
             if di.is_main else nullcontext())
-    with early, lock:
-        return _finetune(task, model_path, train, dev, out, cfg, early, di)
+    try:
+        with early, lock:
+            return _finetune(task, model_path, train, dev, out, cfg, early, di)
+    finally:
+        di.close()
 
 
 def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],

@@ -18,6 +18,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # from_env initialised the process group (close() ends it)
 
     @property
     def is_main(self) -> bool:
@@ -35,10 +36,19 @@ class DistInfo:
         if dev.type == "cuda":
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
-        if world > 1 and not dist.is_initialized():
+        owns = world > 1 and not dist.is_initialized()
+        if owns:
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                     store=_attempt_store(rank, world), rank=rank, world_size=world)
-        return cls(rank, world, local, dev)
+        return cls(rank, world, local, dev, owns)
+
+    def close(self) -> None:
+        """End the process group :meth:`from_env` started (one it found is left alone).
+        Left to the interpreter's exit, gloo's threads sometimes died with "terminate
+        called without an active exception" and a non-zero exit of a finished rank."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
 
 
 def _attempt_store(rank: int, world: int) -> dist.Store | None:
