@@ -5,7 +5,7 @@
 default of its own, and the recipe's settings are filled here, when the options are
 made: ``pretrain(PretrainOptions())`` and ``maskedlm pretrain`` run the same job.
 
->>> o = PretrainOptions(recipe="bert", size="mini")
+>>> o = PretrainOptions(recipe="bert", size="mini", data="shards/")
 >>> o.train.lr, o.train.schedule, o.pre_layer_norm, o.vocab_size
 (0.001, 'linear', False, 30000)
 """
