@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,20 +159,25 @@ def update(model, opt, loss) -> None:
 
 # --------------------------------------------------------------------------- pretraining data
 
-def pretrain_shards(data_root: Path) -> Path:
-    """Shards of real prose (Gutenberg valid split, ~0.6 MB) in MiniLM's vocabulary."""
+def prose_shards(name: str, read_head: Callable[[], str], shards: str) -> Path:
+    """Shards in MiniLM's vocabulary of a head of real prose, cut at the last document
+    break and cached as ``CACHE/name`` (``read_head`` reads it on the first call only)."""
     from maskedlm.data.shards import prepare_shards
-    src = data_file(data_root, "gutenberg/gutenberg_valid.txt")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    text = CACHE / "gutenberg_head.txt"
+    from maskedlm.files import atomic_write_text
+    text = CACHE / name
     if not text.is_file():
-        raw = src.read_text(encoding="utf-8")[:600_000]
-        tmp = text.with_suffix(".tmp")
-        tmp.write_text(raw[:raw.rfind("\n\n")] + "\n", encoding="utf-8")
-        tmp.replace(text)
-    out = CACHE / "shards-minilm"
+        raw = read_head()
+        atomic_write_text(text, raw[:raw.rfind("\n\n")] + "\n")
+    out = CACHE / shards
     prepare_shards({"": [str(text)]}, str(minilm_dir()), out, show_progress=False)
     return out
+
+
+def pretrain_shards(data_root: Path) -> Path:
+    """Shards of real prose (Gutenberg valid split, ~0.6 MB) in MiniLM's vocabulary."""
+    src = data_file(data_root, "gutenberg/gutenberg_valid.txt")
+    return prose_shards("gutenberg_head.txt",
+                        lambda: src.read_text(encoding="utf-8")[:600_000], "shards-minilm")
 
 
 def batch_source(data_root: Path, recipe: str, seq_len: int, batch: int, scheme: str | None = None,

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from cases.common import CACHE, data_file, minilm_dir, timed
+from cases.common import data_file, minilm_dir, prose_shards, timed
 
 # Steps per timed window: about a second of work at 1 M tokens/s.
 STEPS = {128: 120, 512: 60, 1024: 16}
@@ -28,19 +28,12 @@ STEPS = {128: 120, 512: 60, 1024: 16}
 def datapath_shards(data_root: Path) -> Path:
     """Shards of the first ~8 MB of the Gutenberg training text (~2 M tokens, MiniLM's
     vocabulary): enough that even seq 1024 runs ~30 steps per epoch."""
-    from maskedlm.data.shards import prepare_shards
     src = data_file(data_root, "gutenberg/gutenberg_train.txt.gz")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    text = CACHE / "gutenberg_train_8mb.txt"
-    if not text.is_file():
+
+    def head() -> str:
         with gzip.open(src, "rt", encoding="utf-8") as f:
-            raw = f.read(8_000_000)
-        tmp = text.with_suffix(".tmp")
-        tmp.write_text(raw[:raw.rfind("\n\n")] + "\n", encoding="utf-8")
-        tmp.replace(text)
-    out = CACHE / "shards-datapath"
-    prepare_shards({"": [str(text)]}, str(minilm_dir()), out, show_progress=False)
-    return out
+            return f.read(8_000_000)
+    return prose_shards("gutenberg_train_8mb.txt", head, "shards-datapath")
 
 
 def source(p: dict[str, Any]):

@@ -39,12 +39,6 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_pretrain)
 
 
-def add_progress_args(p: argparse.ArgumentParser) -> None:
-    from maskedlm.training.config import FinetuneConfig
-
-    add_fields(p, FinetuneConfig, ["progress", "progress_every"])
-
-
 def add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help=f"write into an output directory that exists but is not {what} made by "
