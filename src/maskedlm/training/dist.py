@@ -33,8 +33,8 @@ class DistInfo:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dev = torch.device(device)
-        if dev.type == "cuda":
-            dev = torch.device("cuda", local)
+        if dev.type == "cuda":  # a rank uses its local GPU; one process keeps the GPU it names
+            dev = torch.device("cuda", local if world > 1 or dev.index is None else dev.index)
             torch.cuda.set_device(dev)
         owns = world > 1 and not dist.is_initialized()
         if owns:
