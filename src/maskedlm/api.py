@@ -18,6 +18,7 @@ from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.onnx_backend import OnnxPretrained, OnnxSession, check_backend, read_onnx_config
+from maskedlm.options import FillMaskOptions, RunOptions
 
 
 class MaskedLM:
@@ -60,7 +61,7 @@ class MaskedLM:
         return embed_words(self, sentences, **kw)
 
     @torch.no_grad()
-    def fill_mask(self, text: str, top_k: int = 5) -> list[list[dict[str, Any]]]:
+    def fill_mask(self, text: str, top_k: int = FillMaskOptions.top_k) -> list[list[dict[str, Any]]]:
         """For every ``[MASK]`` in ``text``, the ``top_k`` tokens with softmax scores.
 
         >>> model.fill_mask("The [MASK] of France is Paris.", top_k=1)  # doctest: +SKIP
@@ -96,8 +97,8 @@ def _clip(text: str, most: int = 80) -> str:
     return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", warn_fresh: bool = True,
-         backend: str = "torch") -> Any:
+def load(path: str | Path, device: str | torch.device = RunOptions.device, warn_fresh: bool = True,
+         backend: str = RunOptions.backend) -> Any:
     """Load our checkpoint, a run directory, a Hugging Face BERT directory or a
     sentence-transformers directory as a :class:`MaskedLM`; a fine-tuned run (with
     ``task.json``) as a task predictor. A checkpoint without an MLM head gets a fresh

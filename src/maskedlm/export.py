@@ -48,6 +48,7 @@ from maskedlm.files import atomic_write_dir, atomic_write_text, check_output_dir
 from maskedlm.models import kernels
 from maskedlm.models.rtd import CONFIG_KEY as RTD_CONFIG_KEY
 from maskedlm.onnx_backend import ONNX_FILE, ONNX_META
+from maskedlm.options import ExportOptions
 from maskedlm.scorecard import CARD_FILE, load_card, markdown
 
 CARD_NAME = "README.md"
@@ -87,7 +88,8 @@ def export_hf(model: str | Path, out: str | Path, command: list[str] | None = No
 
 
 # ----------------------------------------------------------------------------- sentence-transformers
-def export_st(model: str | Path, out: str | Path, pool: str = "mean", normalize: bool = False,
+def export_st(model: str | Path, out: str | Path, pool: str = ExportOptions.pool,
+              normalize: bool = ExportOptions.normalize,
               command: list[str] | None = None, overwrite: bool = False) -> Path:
     """A directory ``sentence_transformers.SentenceTransformer(out)`` loads offline.
 
@@ -205,7 +207,7 @@ def _sample_batch(task: Any, tok: Tokenizer, max_length: int) -> dict[str, torch
     return task.collate(task.featurize(examples, tok, max_length), tok.pad_id, None)
 
 
-def export_onnx(model: str | Path, out: str | Path, quantize: str = "none",
+def export_onnx(model: str | Path, out: str | Path, quantize: str = ExportOptions.quantize,
                 command: list[str] | None = None, overwrite: bool = False) -> Path:
     """``model.onnx`` (+ ``onnx.json``, config, tokenizer, a fine-tuned run's ``task.json``)
     that ``maskedlm.load(out, backend="onnx")`` and ONNX Runtime run.

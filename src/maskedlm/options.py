@@ -16,6 +16,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from maskedlm.data.defaults import (
+    LANGUAGE_ALPHA,
+    PREVIEW_EXAMPLES,
+    PREVIEW_SEQUENCES,
+    TEXT_FIELD,
+    VOCAB_SIZE,
+)
 from maskedlm.errors import MaskedLMError
 from maskedlm.models.config import ARCHS, GENERATOR_SCALE, RTD_WEIGHT
 from maskedlm.training.config import TrainConfig, arg
@@ -46,7 +53,7 @@ BUDGET_TRAINING: dict[str, Any] = {"pre_layer_norm": True, "dropout": 0.0, "sche
 DEFAULT_JOB_STEPS = 1600
 DEFAULT_JOB_VOCAB = 8000
 # otherwise: BERT's vocabulary size, and 1,000 steps unless a --max-time budget decides
-DEFAULT_VOCAB = 30000
+DEFAULT_VOCAB = VOCAB_SIZE
 DEFAULT_STEPS = 1000
 UNBOUNDED_STEPS = 10**9  # with --max-time and no --max-steps: time alone ends the run
 
@@ -125,8 +132,8 @@ class PretrainOptions:
     uncased: bool = arg(False, help="lowercase and strip accents")
     one_doc_per_line: bool = arg(False, help="each line is a document (else blank lines separate "
                                  "documents)")
-    text_field: str = arg("text", help="the parquet column or JSON key that holds the text")
-    alpha: float = arg(0.3, help="language sampling exponent")
+    text_field: str = arg(TEXT_FIELD, help="the parquet column or JSON key that holds the text")
+    alpha: float = arg(LANGUAGE_ALPHA, help="language sampling exponent (XLM-R's 0.3)")
     pre_layer_norm: bool | None = arg(
         None, flag="--pre-ln", help="pre-LayerNorm blocks (default: on for --recipe budget; "
         "post-LN, as BERT, otherwise)")
@@ -267,3 +274,234 @@ class ContrastiveOptions:
 TASK_OPTIONS: dict[str, type] = {"classify": ClassifyOptions, "pair": ClassifyOptions,
                                  "tag": TagOptions, "spans": SpanOptions, "qa": QAOptions,
                                  "contrastive": ContrastiveOptions}
+
+
+@dataclass
+class ContrastiveData:
+    """Where ``finetune contrastive`` takes its training pairs and dev split from
+    (:func:`maskedlm.tasks.contrastive.training_pairs`)."""
+
+    corpus: list[str] = arg(factory=list, metavar="PATH",
+                            help="instead of --train: SimCSE on the sentences of a pretraining "
+                            "corpus (files, folders, globs; repeatable)")
+    max_sentences: int = arg(100000, help="with --corpus: a uniform sample of this many "
+                             "sentences (5..64 words)")
+    dev_fraction: float = arg(0.0, help="hold out this seeded share of the training pairs as "
+                              "the dev split (instead of --dev)")
+
+
+@dataclass
+class QAData:
+    """Where ``finetune qa`` takes its dev split from (:func:`maskedlm.tasks.qa.hold_out_articles`)."""
+
+    dev_articles: int = arg(0, help="hold out the last N articles of --train as the dev split "
+                            "(instead of --dev)")
+
+
+# ----------------------------------------------------------------------------- using a run
+Backend = Literal["torch", "onnx"]
+
+
+@dataclass
+class RunOptions:
+    """How a model is run over text: ``evaluate``, ``predict`` and the embedding commands
+    (:func:`maskedlm.api.load`, :func:`maskedlm.tasks.finetune.load_task`)."""
+
+    backend: Backend = arg("torch", help="onnx: run a directory written by `maskedlm "
+                           "export-onnx` with ONNX Runtime")
+    device: str = arg("cpu", help="cpu or cuda")
+    progress: bool = arg(True, help="a progress bar on long work")
+
+
+@dataclass
+class EvaluateOptions:
+    """``maskedlm evaluate RUN --data FILE``: the run's metrics on a labelled file."""
+
+    batch_size: int = arg(64, help="examples per forward pass")
+    viterbi: bool | None = arg(None, help="tag: BIO-constrained Viterbi or argmax decoding "
+                               "(default: as trained)")
+    threshold: float | None = arg(None, help="spans: entity when 1 - p(NULL) >= this; qa: no "
+                                  "answer when the null score beats the best span by more "
+                                  "(default: the saved one)")
+    predictions: str | None = arg(None, metavar="FILE", help="qa: write the answers as {id: text} "
+                                  "JSON for the official SQuAD script (default: none)")
+
+
+@dataclass
+class FillMaskOptions:
+    """``maskedlm fill-mask`` (:meth:`maskedlm.api.Encoder.fill_mask`)."""
+
+    top_k: int = arg(5, help="candidates per [MASK]")
+
+
+@dataclass
+class ExportOptions:
+    """``export-st`` and ``export-onnx`` (:mod:`maskedlm.export`)."""
+
+    pool: Literal["mean", "cls", "max"] = arg("mean", help="export-st: sentence vector from the "
+                                              "last layer's tokens")
+    normalize: bool = arg(False, help="export-st: unit-length vectors (a Normalize module)")
+    quantize: Literal["none", "int8"] = arg("none", help="export-onnx: int8 is ONNX Runtime's "
+                                            "dynamic quantization of the weights")
+
+
+# ----------------------------------------------------------------------------- data commands
+@dataclass
+class TokenizerOptions:
+    """``maskedlm tokenizer train`` (and the tokenizer ``pretrain --corpus`` trains)."""
+
+    vocab_size: int = arg(VOCAB_SIZE, help="WordPiece vocabulary size")
+    sample_mb: float = arg(1000.0, help="train on a seeded sample of about this many MB of the "
+                           "corpus files (each document kept with probability MB / corpus size "
+                           "on disk, in every file); a smaller corpus is read whole (0: always "
+                           "whole)")
+    seed: int = arg(0, help="seed of the language sampling and of the sample")
+
+
+@dataclass
+class PrepareOptions:
+    """``maskedlm prepare`` (:func:`maskedlm.data.shards.prepare_shards`)."""
+
+    workers: int | None = arg(None, help="processes that tokenize files in parallel (default: "
+                              "the cores available); the shards are the same for any number")
+    seq_len: int = arg(512, help="checked only (8..4096): sequences are cut when pretraining "
+                       "(pretrain --seq-len)")
+    seed: int = arg(0, help="seed of the train/valid split")
+
+
+@dataclass
+class PreviewOptions:
+    """``maskedlm mask-preview`` (:func:`maskedlm.data.preview.mask_preview`); the masking
+    itself takes :class:`PretrainOptions`' fields."""
+
+    n: int = arg(PREVIEW_EXAMPLES, help="examples to print")
+    stats: bool = arg(False, help="statistics over --sequences sequences")
+    sequences: int = arg(PREVIEW_SEQUENCES, help="sequences the statistics cover")
+
+
+# ----------------------------------------------------------------------------- embeddings
+# The embedding functions take their keyword defaults from these
+# (``layers=VectorOptions.layers``) and the embedding commands derive their flags from them.
+@dataclass
+class VectorOptions:
+    """Which vectors: the layers mixed, how sub-words are pooled, an optional z-scoring."""
+
+    layers: str = arg("last", help="last, last4-sum, last4-mean or N,M,.. (0 = embeddings; "
+                      "averaged)")
+    pool: Literal["mean", "first", "cls"] = arg("mean", help="a word's sub-words: mean or first; "
+                                                "a sentence: mean or cls")
+    standardize: str | None = arg(None, metavar="STATS.npz", help="z-score with `standardize "
+                                  "fit` stats (default: raw vectors)")
+    max_length: int | None = arg(None, help="window length in tokens (default: the model's "
+                                 "positions)")
+    batch_tokens: int | None = arg(None, help="padded tokens per batch (default: 512 on CPU, "
+                                   "16384 on GPU)")
+
+
+@dataclass
+class EmbedOptions:
+    """``maskedlm embed`` (:func:`maskedlm.embeddings.embed.embed_to_file`)."""
+
+    unit: Literal["word", "subword", "sentence"] = arg("word", help="one vector per word, per "
+                                                       "sub-word or per sentence")
+    pretokenized: bool = arg(False, help="words are separated by spaces")
+
+
+@dataclass
+class STSOptions:
+    """``maskedlm similarity sts`` (:func:`maskedlm.embeddings.sts.evaluate_sts`)."""
+
+    pool: Literal["mean", "cls", "max"] | None = arg(
+        None, help="sentence vector (default: as the model was trained; mean for a raw encoder)")
+    score_range: str | None = arg(None, metavar="LO,HI", help="gold scores of a 3-column TSV "
+                                  "must lie in it (default: any; STS-B: 0,5)")
+
+
+@dataclass
+class CorpusSampleOptions:
+    """A seeded sample of a corpus's sentences (``standardize fit``)."""
+
+    max_sentences: int = arg(5000, help="uniform sample of sentences (3..64 words)")
+    seed: int = arg(0, help="seed of the sentence sample")
+
+
+@dataclass
+class AnisotropyOptions:
+    """``maskedlm anisotropy`` (:func:`maskedlm.embeddings.pooling.corpus_anisotropy`)."""
+
+    max_sentences: int = arg(1000, help="uniform sample of sentences (3..64 words)")
+    seed: int = arg(0, help="seed of the sentence sample and of the pairs")
+    pairs: int = arg(10000, help="random pairs averaged")
+
+
+@dataclass
+class WordPairOptions:
+    """``maskedlm similarity words`` (:func:`maskedlm.embeddings.similarity.type_vectors`)."""
+
+    max_occurrences: int = arg(10, help="contexts averaged per word")
+
+
+@dataclass
+class WsdTrainOptions:
+    """``maskedlm wsd train`` (:func:`maskedlm.embeddings.wsd.train_from_semcor`)."""
+
+    max_sentences: int = arg(0, help="first N sentences only (0: all)")
+    pos_train: list[str] | None = arg(None, metavar="CONLLU", help="Universal Dependencies "
+                                      "CoNLL-U file(s) to train the part-of-speech tagger `wsd "
+                                      "predict` uses (repeatable; e.g. ud_en_lines + ud_en_partut "
+                                      "train; default: none, and predict takes every part of "
+                                      "speech)")
+
+
+@dataclass
+class PlotOptions:
+    """``maskedlm plot-senses`` (:func:`maskedlm.embeddings.plots.plot_word_senses`)."""
+
+    max_instances: int = arg(200, help="instances plotted at most")
+    clusters: int = arg(3, help="k-means clusters (without --senses)")
+    projection: Literal["auto", "umap", "pca"] = arg("auto", help="auto: UMAP when umap-learn is "
+                                                     "installed, else PCA")
+    seed: int = arg(0, help="seed of sampling, k-means and UMAP")
+
+
+# ----------------------------------------------------------------------------- scorecard
+DATA_ROOT = "../shared/data"  # where the scorecard looks for its datasets ($MASKEDLM_DATA first)
+
+
+@dataclass
+class ScorecardOptions:
+    """``maskedlm scorecard MODEL`` (:func:`maskedlm.scorecard.scorecard`)."""
+
+    tasks: str | None = arg(None, help="comma-separated task names (default: all of them; a "
+                            "wrong name gets the list)")
+    quick: bool = arg(False, help="capped training per task (~15 min for a mini model on 2 CPU "
+                      "cores)")
+    out: str | None = arg(None, help="directory for scorecard.json/.md/.png (default: "
+                          "runs/scorecard-NAME)")
+    overwrite: bool = arg(False, help="write the card into an --out that exists but is not a "
+                          "scorecard folder (only the card's files are written there; a run is "
+                          "never used)")
+    name: str | None = arg(None, help="the card's column name (default: --out's name)")
+    compare: list[str] = arg(factory=list, metavar="CARD.json", help="earlier scorecards to put "
+                             "side by side (repeatable)")
+    data_root: str | None = arg(None, help=f"folder holding the task datasets (default: "
+                                f"$MASKEDLM_DATA or {DATA_ROOT})")
+    file: list[str] = arg(factory=list, metavar="TASK:SPLIT=PATH", help="use PATH for one task's "
+                          "split, e.g. sst2:train=my.tsv (repeatable)")
+    random_init: bool = arg(False, help="score the model's architecture and tokenizer with fresh "
+                            "random weights")
+    limit: int | None = arg(None, help="cap every task's training examples, for smoke tests; "
+                            "recorded in the card (default: no cap)")
+    device: str | None = arg(None, help="cpu or cuda (default: cuda when available)")
+    progress: bool = arg(True, help="a progress bar per task")
+
+
+def data_root(given: str | None = None) -> str:
+    """The scorecard's dataset folder: ``given``, else ``$MASKEDLM_DATA``, else ../shared/data.
+
+    >>> data_root("my/data")
+    'my/data'
+    """
+    import os
+
+    return given or os.environ.get("MASKEDLM_DATA") or DATA_ROOT

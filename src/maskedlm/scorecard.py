@@ -31,6 +31,8 @@ import numpy as np
 
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import check_output_dir, clean_stale_temps, temp_path, write_marker
+from maskedlm.options import ScorecardOptions
+from maskedlm.options import data_root as resolve_data_root
 
 CARD_FILE = "scorecard.json"
 LR_CHOSEN_ON = "selection split (best checkpoint of each rate; ties: the lower rate)"
@@ -317,17 +319,23 @@ def random_init_twin(model: str, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick: bool = False,
-              data_root: str | Path = "../shared/data", out: str | Path | None = None,
+def card_dir(model: str | Path, out: str | Path | None = None) -> Path:
+    """Where the card of ``model`` is written: ``out``, else ``runs/scorecard-NAME``."""
+    return Path(out) if out else Path("runs") / f"scorecard-{Path(model).name}"
+
+
+def scorecard(model: str | Path, tasks: Sequence[str] | None = None, *, quick: bool = False,
+              data_root: str | Path | None = None, out: str | Path | None = None,
               files: dict[str, str] | None = None, random_init: bool = False,
               limit: int | None = None, overrides: dict[str, Any] | None = None,
-              name: str | None = None, progress: bool = False, device: str | None = None,
+              name: str | None = None, progress: bool = ScorecardOptions.progress,
+              device: str | None = None,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
               overwrite: bool = False) -> dict[str, Any]:
     """Score ``model`` (a run, a checkpoint or a Hugging Face BERT dir) on ``tasks``.
 
     Writes ``out/scorecard.json``, ``out/scorecard.md`` and ``out/scorecard.png`` when
-    ``out`` is given; fine-tuned runs live in ``out/runs/`` and are removed at the end.
+    ``out`` is given (:func:`card_dir`); fine-tuned runs live in ``out/runs/`` and are removed at the end.
     ``limit`` caps every task's training examples and ``overrides`` replaces fixed
     hyperparameters (smoke tests and experiments; the card records both). An existing
     ``out`` that is not a scorecard folder needs ``overwrite`` (only the card's own files
@@ -337,15 +345,16 @@ def scorecard(model: str | Path, tasks: Sequence[str] = DEFAULT_TASKS, *, quick:
 
     from maskedlm.checkpoint import load_model, read_config, resolve_checkpoint_dir
 
+    tasks = DEFAULT_TASKS if tasks is None else tasks
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise MaskedLMError(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
     read_config(resolve_checkpoint_dir(model))  # a wrong model fails before anything is written
-    data_root = Path(data_root)
+    data_root = Path(resolve_data_root(None if data_root is None else str(data_root)))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # one device for every task
     specs = [TASKS[t] for t in tasks]
     resolved = {s.name: resolve_files(s, data_root, files or {}) for s in specs}  # fail early
-    out_dir = Path(out) if out else Path("runs") / "scorecard"
+    out_dir = card_dir(model, out)
     # the card's folder: never a run or the model, and not a stranger's folder without
     # --overwrite; the fine-tuned runs go to a private temporary folder inside it
     check_output_dir(out_dir, "scorecard", overwrite=overwrite, inputs=[model], whole=False)

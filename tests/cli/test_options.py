@@ -97,3 +97,89 @@ def test_task_flags_and_python_make_the_same_task(kind):
     required = ["--model", "m", "--out", "o"] + ([] if kind == "contrastive" else ["--train", "t"])
     a = build_parser().parse_args(["finetune", kind, *required])
     assert make_task(kind, **_task_options(a)).options() == make_task(kind).options()
+
+
+# ----------------------------------------------------------------------------- every command
+def _option_fields() -> dict[str, list]:
+    """Every option field of the library, by name: the defaults a flag may carry."""
+    from maskedlm import options
+
+    classes = [c for c in vars(options).values()
+               if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    fields: dict[str, list] = {}
+    for cls in (*classes, TrainConfig, FinetuneConfig):
+        for f in dataclasses.fields(cls):
+            d = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            fields.setdefault(f.name, []).append(d)
+    return fields
+
+
+def test_no_flag_of_any_command_carries_a_default_of_its_own():
+    """A flag whose default is a value (not None, off or empty) is an option field with
+    that default: the command line writes no default the library does not own."""
+    import argparse
+
+    from maskedlm.cli import iter_parsers
+
+    fields = _option_fields()
+    own = []
+    for p in iter_parsers(build_parser()):
+        for a in p._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction,
+                              argparse._SubParsersAction)):
+                continue
+            if a.default is None or a.default is False or a.default == []:
+                continue  # no value: "not given", a switch that is off, nothing repeated
+            if a.default not in fields.get(a.dest, []):
+                own.append(f"{p.prog} {'/'.join(a.option_strings)} = {a.default!r}")
+    assert not own, "\n".join(own)
+
+
+def _defaults(argv: list[str]) -> dict:
+    return vars(build_parser().parse_args(argv))
+
+
+LIB = [  # (command line, library function, parameters it shares with the flags)
+    (["anisotropy", "m", "--corpus", "c"], "maskedlm.embeddings.pooling:corpus_anisotropy",
+     ["pairs", "max_sentences", "seed", "layers", "pool"]),
+    (["standardize", "fit", "m", "--corpus", "c", "--out", "o"],
+     "maskedlm.embeddings.pooling:fit_corpus_standardizer", ["max_sentences", "seed", "layers", "pool"]),
+    (["similarity", "words", "m", "--pairs", "p", "--corpus", "c"],
+     "maskedlm.embeddings.similarity:type_vectors", ["max_occurrences", "layers", "pool"]),
+    (["wsd", "train", "m", "--semcor", "s", "--wordnet", "w", "--out", "o"],
+     "maskedlm.embeddings.wsd:train_from_semcor", ["max_sentences", "layers", "pool"]),
+    (["plot-senses", "m", "--word", "w", "--out", "o.png"], "maskedlm.embeddings.plots:plot_word_senses",
+     ["max_instances", "clusters", "projection", "seed", "layers"]),
+    (["embed", "m", "--input", "i", "--out", "o.npy"], "maskedlm.embeddings.embed:embed_to_file",
+     ["unit", "pool", "layers", "pretokenized"]),
+    (["fill-mask", "m", "x"], "maskedlm.api:MaskedLM.fill_mask", ["top_k"]),
+    (["export-st", "m", "o"], "maskedlm.export:export_st", ["pool", "normalize"]),
+    (["export-onnx", "m", "o"], "maskedlm.export:export_onnx", ["quantize"]),
+    (["evaluate", "r", "--data", "d"], "maskedlm.tasks.finetune:load_task", ["backend"]),
+    (["evaluate", "r", "--data", "d"], "maskedlm.tasks.finetune:TaskPredictor.__init__", ["batch_size"]),
+    (["embed", "m", "--input", "i", "--out", "o.npy"], "maskedlm.api:load", ["backend", "device"]),
+    (["tokenizer", "train", "--corpus", "c", "--out", "o"], "maskedlm.data.tokenizer:train_tokenizer",
+     ["vocab_size"]),
+    (["prepare", "--corpus", "c", "--tokenizer", "t", "--out", "o"],
+     "maskedlm.data.shards:prepare_shards", ["seed", "alpha", "text_field", "workers", "one_doc_per_line"]),
+    (["mask-preview", "--data", "d"], "maskedlm.data.preview:mask_preview",
+     ["n", "sequences", "seq_len", "seed", "whole_word"]),
+    (["scorecard", "m"], "maskedlm.scorecard:scorecard",
+     ["tasks", "quick", "data_root", "out", "progress", "limit", "device", "random_init"]),
+]
+
+
+@pytest.mark.parametrize("argv, target, names", LIB, ids=[f"{x[1]}" for x in LIB])
+def test_the_library_function_defaults_to_what_the_command_does(argv, target, names):
+    """Called from Python without the options, the function does what the command does."""
+    import importlib
+    import inspect
+
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    params = inspect.signature(obj).parameters
+    flags = _defaults(argv)
+    for name in names:
+        assert params[name].default == flags[name], f"{target}({name}=...) vs the flag"

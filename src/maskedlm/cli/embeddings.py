@@ -24,29 +24,24 @@ from typing import Any
 
 import numpy as np
 
+from maskedlm.cli.args import add_fields
 from maskedlm.errors import MaskedLMError
 
 
 # ----------------------------------------------------------------------------- shared options
 def _model_args(p: argparse.ArgumentParser) -> None:
+    from maskedlm.options import VectorOptions
+
     p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT or ModernBert directory")
-    p.add_argument("--layers", default="last",
-                   help="last, last4-sum, last4-mean or N,M,.. (0 = embeddings; averaged)")
-    p.add_argument("--pool", default="mean", choices=["mean", "first", "cls"],
-                   help="a word's sub-words: mean or first; a sentence: mean or cls")
-    p.add_argument("--standardize", metavar="STATS.npz", help="z-score with `standardize fit` stats (default: raw vectors)")
+    add_fields(p, VectorOptions, ["layers", "pool", "standardize"])
     _run_args(p)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-length", type=int, default=None,
-                   help="window length in tokens (default: the model's positions)")
-    p.add_argument("--batch-tokens", type=int, default=None,
-                   help="padded tokens per batch (default: 512 on CPU, 16384 on GPU)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="onnx: run a directory written by `maskedlm export-onnx` with ONNX Runtime")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from maskedlm.options import RunOptions, VectorOptions
+
+    add_fields(p, VectorOptions, ["max_length", "batch_tokens"])
+    add_fields(p, RunOptions)
 
 
 def _load(a: argparse.Namespace, path: str | None = None) -> Any:
@@ -64,7 +59,7 @@ def _run_kw(a: argparse.Namespace) -> dict[str, Any]:
     if a.batch_tokens is not None and a.batch_tokens < 1:
         raise MaskedLMError(f"--batch-tokens must be >= 1, got {a.batch_tokens}")
     return {"max_length": a.max_length, "batch_tokens": a.batch_tokens,
-            "progress": not a.no_progress and sys.stderr.isatty()}
+            "progress": a.progress and sys.stderr.isatty()}
 
 
 def _positive(a: argparse.Namespace, *names: str) -> None:
@@ -281,26 +276,25 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str,
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add embed, standardize, anisotropy, similarity, wsd and plot-senses to ``maskedlm``."""
+    from maskedlm import options
+
     p = sub.add_parser("embed", help="contextual vectors of sentences, words or sub-words (.npy)")
     _model_args(p)
     p.add_argument("--input", required=True, help="text file, one sentence per line")
     p.add_argument("--out", required=True, help="x.npy (float32); rows listed in x.rows.jsonl")
-    p.add_argument("--unit", choices=["word", "subword", "sentence"], default="word",
-                   help="one vector per word, per sub-word or per sentence")
-    p.add_argument("--pretokenized", action="store_true", help="words are separated by spaces")
+    add_fields(p, options.EmbedOptions)
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("standardize", help="per-dimension standardization (Timkey & van Schijndel 2021)")
     ssub = p.add_subparsers(dest="standardize_cmd", required=True)
     f = _command(ssub, "fit", "mean and std per dimension of word vectors over a corpus",
                  run_standardize_fit)
-    _corpus_args(f)
+    _corpus_args(f, options.CorpusSampleOptions)
     f.add_argument("--out", required=True, help="stats.npz to write")
 
     p = _command(sub, "anisotropy", "mean cosine of random word-instance pairs (Ethayarajh 2019)",
                  run_anisotropy)
-    _corpus_args(p, max_sentences=1000)
-    p.add_argument("--pairs", type=int, default=10000, help="random pairs averaged")
+    _corpus_args(p, options.AnisotropyOptions)
 
     p = sub.add_parser("similarity", help="word similarity in context (WiC) and of word types")
     simsub = p.add_subparsers(dest="similarity_cmd", required=True)
@@ -310,17 +304,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--pairs", required=True, help="word1<TAB>word2<TAB>score file")
     w.add_argument("--corpus", action="append", required=True, metavar="PATH",
                    help="text the words' contexts come from (repeatable)")
-    w.add_argument("--max-occurrences", type=int, default=10, help="contexts averaged per word")
+    add_fields(w, options.WordPairOptions)
 
     w = simsub.add_parser("sts", help="sentence similarity: Spearman/Pearson x100 of cosine vs "
                                       "gold (STS-B, or sentence1<TAB>sentence2<TAB>score)")
     w.add_argument("model", help="a contrastive run, a sentence-transformers directory, a run, a "
                                  "checkpoint or a Hugging Face BERT or ModernBert directory")
     w.add_argument("--data", required=True, help="STS-B file (sts-dev.csv) or a 3-column TSV")
-    w.add_argument("--pool", choices=["mean", "cls", "max"], default=None,
-                   help="sentence vector (default: as the model was trained; mean for a raw encoder)")
-    w.add_argument("--score-range", default=None, metavar="LO,HI",
-                   help="gold scores of a 3-column TSV must lie in it (default: any; STS-B: 0,5)")
+    add_fields(w, options.STSOptions)
     w.add_argument("--json", action="store_true", help="print JSON")
     _run_args(w)
     w.set_defaults(func=run_sts)
@@ -335,11 +326,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--overwrite", action="store_true",
                    help="write into an --out that exists but is not a sense folder made by "
                         "maskedlm (a run, an input or a file never is replaced)")
-    t.add_argument("--max-sentences", type=int, default=0, help="first N sentences only (0: all)")
-    t.add_argument("--pos-train", action="append", metavar="CONLLU",
-                   help="Universal Dependencies CoNLL-U file(s) to train the part-of-speech tagger "
-                        "`wsd predict` uses (repeatable; e.g. ud_en_lines + ud_en_partut train; "
-                        "default: none, and predict takes every part of speech)")
+    add_fields(t, options.WsdTrainOptions)
     t.set_defaults(func=run_wsd_train)
     for name, helptext in (("eval", "P/R/F1 on Raganato XML + key, with the MFS baseline"),
                            ("predict", "senses of the content words of sentences")):
@@ -362,23 +349,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p)
     p.add_argument("--word", required=True, help="the word whose instances are plotted")
     p.add_argument("--out", required=True, help="a .png file")
-    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
-                   help="text to find the word in (repeatable; not needed with --senses semcor)")
+    p.add_argument("--corpus", action="append", metavar="PATH",
+                   help="text to find the word in (repeatable; default: none, needed unless --senses semcor)")
     p.add_argument("--senses", choices=["semcor"], help="colour by SemCor sense tags (default: by k-means clusters)")
     p.add_argument("--semcor", help="semcor3.0.jsonl.gz, with --senses semcor (default: none)")
     p.add_argument("--wordnet", help="WordNet dict/ folder, with --senses semcor (default: none)")
-    p.add_argument("--max-instances", type=int, default=200, help="instances plotted at most")
-    p.add_argument("--clusters", type=int, default=3, help="k-means clusters (without --senses)")
-    p.add_argument("--projection", choices=["auto", "umap", "pca"], default="auto",
-                   help="auto: UMAP when umap-learn is installed, else PCA")
-    p.add_argument("--seed", type=int, default=0, help="seed of sampling, k-means and UMAP")
+    add_fields(p, options.PlotOptions)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_plot_senses)
 
 
-def _corpus_args(p: argparse.ArgumentParser, max_sentences: int = 5000) -> None:
+def _corpus_args(p: argparse.ArgumentParser, sample: type) -> None:
     p.add_argument("--corpus", action="append", required=True, metavar="PATH",
                    help="text files/folders (repeatable)")
-    p.add_argument("--max-sentences", type=int, default=max_sentences,
-                   help="uniform sample of sentences (3..64 words)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sentence sample")
+    add_fields(p, sample)

@@ -85,22 +85,17 @@ def add_corpus_reading_args(p: argparse.ArgumentParser) -> None:
 def add_tokenizer(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer")
     tsub = p.add_subparsers(dest="tokenizer_cmd", required=True)
-    from maskedlm.options import DEFAULT_VOCAB, PretrainOptions
+    from maskedlm.options import PretrainOptions, TokenizerOptions
 
     t = tsub.add_parser("train", help="train a WordPiece vocabulary on a corpus")
     t.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
                    help=CORPUS_HELP.format("train on"))
     add_corpus_reading_args(t)
-    t.add_argument("--sample-mb", type=float, default=1000.0,
-                   help="train on a seeded sample of about this many MB of the corpus files "
-                        "(each document kept with probability MB / corpus size on disk, in "
-                        "every file); a smaller corpus is read whole (0: always whole)")
-    t.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB, help="WordPiece vocabulary size")
+    add_fields(t, TokenizerOptions, ["sample_mb", "vocab_size"])
     t.add_argument("--out", required=True, help="tokenizer directory to write")
     add_overwrite_arg(t, "a tokenizer")
     add_fields(t, PretrainOptions, ["uncased"])
-    t.add_argument("--seed", type=int, default=0,
-                   help="seed of the language sampling and of the sample")
+    add_fields(t, TokenizerOptions, ["seed"])
     t.set_defaults(func=run_tokenizer_train)
 
 
@@ -128,21 +123,17 @@ def run_tokenizer_train(a: argparse.Namespace) -> int:
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
-    from maskedlm.training.config import FinetuneConfig
+    from maskedlm.options import PrepareOptions, RunOptions
 
     p = sub.add_parser("prepare", help="tokenize a corpus once into memmap shards (cached)")
     p.add_argument("--corpus", action="append", required=True, metavar="[LANG=]PATH",
                    help=CORPUS_HELP.format("tokenize"))
     add_corpus_reading_args(p)
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes that tokenize files in parallel (default: the cores "
-                        "available); the shards are the same for any number")
+    add_fields(p, PrepareOptions, ["workers"])
     p.add_argument("--tokenizer", required=True, help="a tokenizer directory")
     p.add_argument("--out", required=True, help="folder for the shards (a cache keyed by config)")
-    p.add_argument("--seq-len", type=int, default=512,
-                   help="recorded for reference; sequences are cut at training time")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split")
-    add_fields(p, FinetuneConfig, ["progress"])
+    add_fields(p, PrepareOptions, ["seq_len", "seed"])
+    add_fields(p, RunOptions, ["progress"])
     p.set_defaults(func=run_prepare)
 
 
@@ -165,10 +156,12 @@ def run_prepare(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- using a model
 def add_fill_mask(sub: argparse._SubParsersAction) -> None:
+    from maskedlm.options import FillMaskOptions
+
     p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
     p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT or ModernBert directory")
     p.add_argument("text", nargs="+", help="prompts with one or more [MASK]")
-    p.add_argument("--top-k", type=int, default=5, help="candidates per [MASK]")
+    add_fields(p, FillMaskOptions)
     p.add_argument("--json", action="store_true", help="one JSON line per prompt")
     p.set_defaults(func=run_fill_mask)
 
@@ -193,6 +186,8 @@ def run_fill_mask(a: argparse.Namespace) -> int:
 
 
 def add_exports(sub: argparse._SubParsersAction) -> None:
+    from maskedlm.options import ExportOptions
+
     p = sub.add_parser("export-hf", help="write a directory transformers' BertForMaskedLM "
                                          "(ModernBertForMaskedLM for --arch modernbert, "
                                          "BertForQuestionAnswering for a qa run) loads (+ a model card)")
@@ -204,17 +199,14 @@ def add_exports(sub: argparse._SubParsersAction) -> None:
                                          "SentenceTransformer loads (+ a model card)")
     p.add_argument("model", help="a run, a checkpoint or a Hugging Face BERT dir (post-LN)")
     p.add_argument("out", help="directory to write")
-    p.add_argument("--pool", choices=["mean", "cls", "max"], default="mean",
-                   help="sentence vector from the last layer's tokens")
-    p.add_argument("--normalize", action="store_true", help="unit-length vectors (a Normalize module)")
+    add_fields(p, ExportOptions, ["pool", "normalize"])
     add_overwrite_arg(p, "an earlier export-st")
     p.set_defaults(func=run_export)
     p = sub.add_parser("export-onnx", help="write an ONNX graph of the encoder, or of encoder and "
                                            "task head for a fine-tuned run (+ a model card)")
     p.add_argument("model", help="a run, a checkpoint, a Hugging Face BERT dir or a fine-tuned run")
     p.add_argument("out", help="directory to write (model.onnx, onnx.json, config, tokenizer)")
-    p.add_argument("--quantize", choices=["none", "int8"], default="none",
-                   help="int8: ONNX Runtime's dynamic quantization of the weights")
+    add_fields(p, ExportOptions, ["quantize"])
     add_overwrite_arg(p, "an earlier export-onnx")
     p.set_defaults(func=run_export)
 
@@ -234,12 +226,12 @@ def run_export(a: argparse.Namespace) -> int:
 
 
 def add_mask_preview(sub: argparse._SubParsersAction) -> None:
+    from maskedlm.options import PreviewOptions
+
     p = sub.add_parser("mask-preview", help="show what a recipe's masking does to real data")
     add_masking_args(p)
     p.add_argument("--data", required=True, help="shards made by `maskedlm prepare`")
-    p.add_argument("--n", type=int, default=3, help="examples to print")
-    p.add_argument("--stats", action="store_true", help="statistics over --sequences sequences")
-    p.add_argument("--sequences", type=int, default=200, help="sequences the statistics cover")
+    add_fields(p, PreviewOptions)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_mask_preview)
 

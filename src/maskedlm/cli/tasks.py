@@ -22,7 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", required=True, help="our checkpoint/run or a Hugging Face BERT dir")
     p.add_argument("--train", required=True, help="labelled training file (the task's format)")
-    p.add_argument("--dev", default=None,
+    p.add_argument("--dev",
                    help="labelled dev file for evaluation and early stopping "
                         "(default: none; the last step is kept)")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -30,13 +30,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _columns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-column", default=None,
+    p.add_argument("--text-column",
                    help="name or 0-based index (default: the usual GLUE names; column 0 without a "
                         "header)")
-    p.add_argument("--pair-column", default=None,
+    p.add_argument("--pair-column",
                    help="pair: name or index of the second text (default: the usual GLUE names; "
                         "column 1 without a header)")
-    p.add_argument("--label-column", default=None,
+    p.add_argument("--label-column",
                    help="name or index of the label (default: the usual GLUE names; the column after "
                         "the text(s) without a header)")
     p.add_argument("--no-header", action="store_true", help="the table has no header row")
@@ -44,6 +44,8 @@ def _columns(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``finetune``, ``evaluate`` and ``predict`` to the main parser."""
+    from maskedlm import options
+
     ft = sub.add_parser("finetune", help="fine-tune an encoder on a task")
     fsub = ft.add_subparsers(dest="task", required=True, metavar="TASK")
     for kind, text in (("classify", "sentence classification from [CLS]"),
@@ -65,8 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_finetune)
     p = fsub.add_parser("qa", help="extractive question answering from SQuAD-format JSON")
     _common(p)
-    p.add_argument("--dev-articles", type=int, default=0,
-                   help="hold out the last N articles of --train as the dev split (instead of --dev)")
+    add_fields(p, options.QAData)
     _task_args(p, "qa")
     p.add_argument("--calibrate", action="store_true",
                    help="SQuAD v2.0: after training, pick the null threshold with the best dev F1")
@@ -81,14 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="metrics of a fine-tuned run on a labelled file")
     p.add_argument("run", help="a fine-tuned run directory")
     p.add_argument("--data", required=True, help="labelled file in the training format")
-    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
-    p.add_argument("--viterbi", action=argparse.BooleanOptionalAction, default=None,
-                   help="tag: BIO-constrained Viterbi or argmax decoding (default: as trained)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="spans: entity when 1 - p(NULL) >= this; qa: no answer when the null "
-                        "score beats the best span by more (default: the saved one)")
-    p.add_argument("--predictions", default=None, metavar="FILE",
-                   help="qa: write the answers as {id: text} JSON for the official SQuAD script (default: none)")
+    add_fields(p, options.EvaluateOptions)
     p.add_argument("--json", action="store_true", help="print JSON")
     _backend(p)
     p.set_defaults(func=run_evaluate)
@@ -96,10 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="labels, entities or answers of a fine-tuned run")
     p.add_argument("run", help="a fine-tuned run directory")
     p.add_argument("text", nargs="*", help="sentences, one argument each (not for a qa run)")
-    p.add_argument("--pair", action="append", default=None,
+    p.add_argument("--pair", action="append",
                    help="second sentence for a pair run, once per TEXT (default: none)")
-    p.add_argument("--question", action="append", default=None, help="qa: a question (default: none)")
-    p.add_argument("--context", action="append", default=None,
+    p.add_argument("--question", action="append", help="qa: a question (default: none)")
+    p.add_argument("--context", action="append",
                    help="qa: the passage to answer from, once per --question (default: none)")
     p.add_argument("--json", action="store_true", help="one JSON line per input")
     _backend(p)
@@ -113,14 +107,9 @@ def _contrastive(p: argparse.ArgumentParser) -> None:
     train.help = ("sentences (.txt: SimCSE, positive = the same sentence under another dropout "
                   "mask), anchor<TAB>positive[<TAB>negative] pairs (.tsv, .jsonl) or NLI (.csv) "
                   "(default: none; --corpus instead)")
-    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
-                   help="instead of --train: SimCSE on the sentences of a pretraining corpus "
-                        "(files, folders, globs; repeatable)")
-    p.add_argument("--max-sentences", type=int, default=100000,
-                   help="with --corpus: a uniform sample of this many sentences (5..64 words)")
-    p.add_argument("--dev-fraction", type=float, default=0.0,
-                   help="hold out this seeded share of the training pairs as the dev split "
-                        "(instead of --dev)")
+    from maskedlm.options import ContrastiveData
+
+    add_fields(p, ContrastiveData)
     _task_args(p, "contrastive")
 
 
@@ -132,9 +121,9 @@ def _task_args(p: argparse.ArgumentParser, kind: str) -> None:
 
 
 def _backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="onnx: run a directory written by `maskedlm export-onnx` from the run, "
-                        "with ONNX Runtime")
+    from maskedlm.options import RunOptions
+
+    add_fields(p, RunOptions, ["backend"])
 
 
 def _task_options(a: argparse.Namespace) -> dict[str, Any]:

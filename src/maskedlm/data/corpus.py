@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from maskedlm.data.defaults import LANGUAGE_ALPHA, TEXT_FIELD
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_bytes
 
@@ -365,7 +366,7 @@ def iter_file_documents(
     path: str | os.PathLike[str],
     *,
     one_doc_per_line: bool = False,
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     take: Take = _take_all,
 ) -> Iterator[list[str]]:
     """The documents of one corpus file, in file order, by its :func:`file_format`.
@@ -388,7 +389,7 @@ def iter_documents(
     paths: Sequence[str | os.PathLike[str]],
     *,
     one_doc_per_line: bool = False,
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     keep: float = 1.0,
     seed: int = 0,
 ) -> Iterator[list[str]]:
@@ -425,7 +426,7 @@ def count_documents(
     paths: Sequence[str | os.PathLike[str]],
     *,
     one_doc_per_line: bool = False,
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     keep: float = 1.0,
     seed: int = 0,
 ) -> np.ndarray:
@@ -465,7 +466,7 @@ def parse_corpus_args(items: Sequence[str]) -> dict[str, list[str]]:
     return corpora
 
 
-def language_sampling_weights(counts: Mapping[str, int], alpha: float = 0.3) -> dict[str, float]:
+def language_sampling_weights(counts: Mapping[str, int], alpha: float = LANGUAGE_ALPHA) -> dict[str, float]:
     """Smoothed sampling shares q_i = p_i^alpha / sum_j p_j^alpha, p_i = share of sentences.
 
     alpha = 1 keeps the natural shares, alpha = 0 is uniform; XLM-R uses 0.3
@@ -523,7 +524,7 @@ class LanguagePlan:
 
 def plan_languages(
     sentences: Mapping[str, int],
-    alpha: float = 0.3,
+    alpha: float = LANGUAGE_ALPHA,
     *,
     total_sentences: int | None = None,
     documents: Mapping[str, int] | None = None,
@@ -561,7 +562,7 @@ def _iter_language(
     rng: np.random.Generator,
     one_doc_per_line: bool,
     held_out: frozenset[int],
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     keep_docs: float = 1.0,
     sample_seed: int = 0,
 ) -> Iterator[CorpusDocument]:
@@ -587,7 +588,7 @@ def iter_multilingual_documents(
     *,
     one_doc_per_line: bool = False,
     held_out: Mapping[str, Sequence[int]] | None = None,
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     keep_docs: float = 1.0,
     sample_seed: int = 0,
 ) -> Iterator[CorpusDocument]:
@@ -639,11 +640,11 @@ def interleave_languages(streams: dict[Any, Iterator[Any]], target: Mapping[Any,
 def iter_corpus_documents(
     corpora: Mapping[str, Sequence[str]] | Sequence[str],
     *,
-    alpha: float = 0.3,
+    alpha: float = LANGUAGE_ALPHA,
     seed: int = 0,
     one_doc_per_line: bool = False,
     total_sentences: int | None = None,
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     sample_bytes: float | None = TOKENIZER_SAMPLE_BYTES,
 ) -> Iterator[list[str]]:
     """Documents of a corpus, languages resampled by ``alpha`` when there are several.

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from maskedlm.data.defaults import PREVIEW_EXAMPLES, PREVIEW_SEQUENCES
 from maskedlm.data.instances import RECIPES, build_instances, check_seq_len
 from maskedlm.data.masking import (
     mask_batch,
@@ -18,8 +19,8 @@ from maskedlm.data.shards import ShardSet
 from maskedlm.errors import MaskedLMError
 
 
-def mask_preview(data: str, *, recipe: str = "spanbert", whole_word: bool = False, n: int = 3,
-                 sequences: int = 200, seq_len: int = 128, seed: int = 0,
+def mask_preview(data: str, *, recipe: str, whole_word: bool = False, n: int = PREVIEW_EXAMPLES,
+                 sequences: int = PREVIEW_SEQUENCES, seq_len: int = 128, seed: int = 0,
                  budget: str | None = None, random_source: str | None = None,
                  merge_spans: bool | None = None, mask_rate: float | None = None,
                  mask_replace: str | None = None) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from maskedlm.data.corpus import (
     plan_languages,
     resolve_files,
 )
+from maskedlm.data.defaults import LANGUAGE_ALPHA, TEXT_FIELD
 from maskedlm.data.pieces import PieceJob, PieceReader, tokenize_piece, worker_init
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
@@ -79,12 +80,12 @@ class ShardSettings:
     """Settings that change the shards (and so the cache key)."""
 
     one_doc_per_line: bool = False
-    alpha: float = 0.3  # XLM-R's language sampling exponent (Conneau et al. 2020)
+    alpha: float = LANGUAGE_ALPHA
     total_sentences: int | None = None
     seed: int = 0
     valid_fraction: float = 0.01
     max_valid_documents: int = 1000
-    text_field: str = "text"  # the parquet column or JSON key holding the text
+    text_field: str = TEXT_FIELD
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -105,12 +106,12 @@ def prepare_shards(
     out_dir: str | os.PathLike[str],
     *,
     one_doc_per_line: bool = False,
-    alpha: float = 0.3,
+    alpha: float = LANGUAGE_ALPHA,
     total_sentences: int | None = None,
     seed: int = 0,
     valid_fraction: float = 0.01,
     max_valid_documents: int = 1000,
-    text_field: str = "text",
+    text_field: str = TEXT_FIELD,
     workers: int | None = None,
     batch_sentences: int = 4096,
     show_progress: bool = True,

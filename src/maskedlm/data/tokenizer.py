@@ -23,6 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from maskedlm.data.defaults import VOCAB_SIZE
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_text
 
@@ -381,7 +382,7 @@ LIMIT_ALPHABET = 1000  # as Hugging Face's BertWordPieceTokenizer
 def train_tokenizer(
     documents: Iterable[list[str]] | Callable[[], Iterable[list[str]]],
     *,
-    vocab_size: int = 30000,
+    vocab_size: int = VOCAB_SIZE,
     lowercase: bool = False,
     min_frequency: int = 2,
     show_progress: bool = True,

@@ -36,6 +36,7 @@ from maskedlm.embeddings.pooling import (
 )
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_stream, atomic_write_text
+from maskedlm.options import EmbedOptions, VectorOptions
 
 Line = tuple[int, str]  # (1-based line number, the line's text without surrounding space)
 
@@ -63,8 +64,8 @@ def check_unit_pool(unit: str, pool: str) -> None:
         raise MaskedLMError(f"--pool {pool} does not apply to --unit {unit}")
 
 
-def embed_lines(model: Embedder, lines: Sequence[Line], *, unit: str = "word", pool: str = "mean",
-                layers: str = "last", pretokenized: bool = False,
+def embed_lines(model: Embedder, lines: Sequence[Line], *, unit: str = EmbedOptions.unit, pool: str = VectorOptions.pool,
+                layers: str = VectorOptions.layers, pretokenized: bool = False,
                 standardize: Standardizer | None = None,
                 **kw: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One (N, H) float32 array of all ``unit`` vectors of ``lines``, in order, and a
@@ -118,7 +119,7 @@ def write_vectors(out: str | os.PathLike[str], vectors: np.ndarray,
 
 
 def embed_to_file(model: Embedder, lines: Sequence[Line], out: str | os.PathLike[str], *,
-                  unit: str = "word", pool: str = "mean", layers: str = "last",
+                  unit: str = EmbedOptions.unit, pool: str = VectorOptions.pool, layers: str = VectorOptions.layers,
                   pretokenized: bool = False, standardize: Standardizer | None = None,
                   **kw: Any) -> dict[str, Any]:
     """:func:`embed_lines` then :func:`write_vectors`: ``out`` (.npy) and its

@@ -23,6 +23,7 @@ import numpy as np
 
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_save_figure
+from maskedlm.options import PlotOptions, VectorOptions
 
 if TYPE_CHECKING:
     from maskedlm.embeddings.pooling import Embedder
@@ -147,9 +148,10 @@ def draw(coords: np.ndarray, labels: Sequence[str], snippets: Sequence[str], tit
 
 def plot_word_senses(model: Embedder, word: str, out: str | os.PathLike[str], *,
                      corpus: Sequence[str | os.PathLike[str]] = (), semcor: str | None = None,
-                     inventory: SenseInventory | None = None, max_instances: int = 200,
-                     clusters: int = 3, projection: str = "auto", seed: int = 0,
-                     layers: str = "last", **kw: Any) -> dict[str, Any]:
+                     inventory: SenseInventory | None = None, max_instances: int = PlotOptions.max_instances,
+                     clusters: int = PlotOptions.clusters, projection: str = PlotOptions.projection,
+                     seed: int = PlotOptions.seed,
+                     layers: str = VectorOptions.layers, **kw: Any) -> dict[str, Any]:
     """Embed the instances of ``word``, project them to 2-D and draw the PNG ``out``."""
     from maskedlm.embeddings.similarity import targets_in_context
 

@@ -38,6 +38,7 @@ import torch
 from maskedlm.data.corpus import sample_sentences
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_stream
+from maskedlm.options import AnisotropyOptions, CorpusSampleOptions, VectorOptions
 
 if TYPE_CHECKING:
     from maskedlm.data.tokenizer import Tokenizer
@@ -232,7 +233,7 @@ def _batches(plan: list[_Window], batch_tokens: int) -> Iterator[list[_Window]]:
         yield batch
 
 
-def iter_token_vectors(model: Embedder, pieces: Sequence[Pieces], *, layers: str = "last",
+def iter_token_vectors(model: Embedder, pieces: Sequence[Pieces], *, layers: str = VectorOptions.layers,
                        max_length: int | None = None, stride: int | None = None,
                        batch_tokens: int | None = None, progress: bool = False
                        ) -> Iterator[tuple[int, np.ndarray]]:
@@ -300,7 +301,7 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 # ----------------------------------------------------------------------------- pooling
-def pool_words(tokens: np.ndarray, word_starts: np.ndarray, pool: str = "mean") -> np.ndarray:
+def pool_words(tokens: np.ndarray, word_starts: np.ndarray, pool: str = VectorOptions.pool) -> np.ndarray:
     """(n + 2, H) token vectors -> (W, H): a word's sub-words averaged, or its first one.
 
     >>> pool_words(np.arange(8.0).reshape(4, 2), np.array([0, 1]))
@@ -319,7 +320,7 @@ def pool_words(tokens: np.ndarray, word_starts: np.ndarray, pool: str = "mean") 
     return (sums / counts[:, None]).astype(tokens.dtype)
 
 
-def pool_sentence(tokens: np.ndarray, pool: str = "mean") -> np.ndarray:
+def pool_sentence(tokens: np.ndarray, pool: str = VectorOptions.pool) -> np.ndarray:
     """(n + 2, H) -> (H,): mean or max over all tokens with [CLS]/[SEP] (as
     sentence-transformers pools), or the [CLS] vector."""
     if pool == "cls":
@@ -331,15 +332,15 @@ def pool_sentence(tokens: np.ndarray, pool: str = "mean") -> np.ndarray:
     return tokens.mean(0)
 
 
-def iter_word_vectors(model: Embedder, pieces: Sequence[Pieces], *, layers: str = "last",
-                      pool: str = "mean", **kw: Any) -> Iterator[tuple[int, np.ndarray]]:
+def iter_word_vectors(model: Embedder, pieces: Sequence[Pieces], *, layers: str = VectorOptions.layers,
+                      pool: str = VectorOptions.pool, **kw: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(input index, (W, H))`` one vector per word, in batch order (streaming)."""
     for i, tokens in iter_token_vectors(model, pieces, layers=layers, **kw):
         yield i, pool_words(tokens, pieces[i].word_starts, pool)
 
 
-def embed_words(model: Embedder, sentences: Sequence[Sentence], *, layers: str = "last",
-                pool: str = "mean", standardize: Standardizer | None = None,
+def embed_words(model: Embedder, sentences: Sequence[Sentence], *, layers: str = VectorOptions.layers,
+                pool: str = VectorOptions.pool, standardize: Standardizer | None = None,
                 **kw: Any) -> list[np.ndarray]:
     """One (W, H) float32 array per sentence: a vector per word, sub-words pooled.
 
@@ -355,8 +356,8 @@ def embed_words(model: Embedder, sentences: Sequence[Sentence], *, layers: str =
     return out
 
 
-def encode(model: Embedder, texts: Sequence[Sentence], *, layers: str = "last",
-           pool: str = "mean", standardize: Standardizer | None = None, normalize: bool = False,
+def encode(model: Embedder, texts: Sequence[Sentence], *, layers: str = VectorOptions.layers,
+           pool: str = VectorOptions.pool, standardize: Standardizer | None = None, normalize: bool = False,
            **kw: Any) -> np.ndarray:
     """(N, H) float32 sentence vectors (mean over tokens, or [CLS]); optionally unit length.
 
@@ -375,7 +376,7 @@ def encode(model: Embedder, texts: Sequence[Sentence], *, layers: str = "last",
     return out
 
 
-def embed_subwords(model: Embedder, sentences: Sequence[Sentence], *, layers: str = "last",
+def embed_subwords(model: Embedder, sentences: Sequence[Sentence], *, layers: str = VectorOptions.layers,
                    **kw: Any) -> list[np.ndarray]:
     """One (n, H) array per sentence: a vector per sub-word (no [CLS]/[SEP])."""
     pieces = tokenize(model.tokenizer, sentences)
@@ -457,7 +458,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return num / np.maximum(den, 1e-12)
 
 
-def anisotropy(vectors: np.ndarray, pairs: int = 10000, rng: np.random.Generator | None = None
+def anisotropy(vectors: np.ndarray, pairs: int = AnisotropyOptions.pairs, rng: np.random.Generator | None = None
                ) -> float:
     """Expected cosine between random pairs of distinct rows (Ethayarajh 2019, sec. 3.2).
 
@@ -478,8 +479,8 @@ def anisotropy(vectors: np.ndarray, pairs: int = 10000, rng: np.random.Generator
 
 
 
-def corpus_word_vectors(model: Embedder, sentences: Sequence[Sentence], *, layers: str = "last",
-                        pool: str = "mean", **kw: Any) -> np.ndarray:
+def corpus_word_vectors(model: Embedder, sentences: Sequence[Sentence], *, layers: str = VectorOptions.layers,
+                        pool: str = VectorOptions.pool, **kw: Any) -> np.ndarray:
     """All word instances of ``sentences`` stacked into one (N, H) float32 array."""
     pieces = tokenize(model.tokenizer, sentences)
     parts = [v for _, v in sorted(iter_word_vectors(model, pieces, layers=layers, pool=pool, **kw),
@@ -488,8 +489,9 @@ def corpus_word_vectors(model: Embedder, sentences: Sequence[Sentence], *, layer
 
 
 def sample_corpus_vectors(model: Embedder, corpus: Sequence[str | os.PathLike[str]], *,
-                          max_sentences: int = 5000, seed: int = 0, layers: str = "last",
-                          pool: str = "mean", **kw: Any) -> np.ndarray:
+                          max_sentences: int = CorpusSampleOptions.max_sentences,
+                          seed: int = CorpusSampleOptions.seed, layers: str = VectorOptions.layers,
+                          pool: str = VectorOptions.pool, **kw: Any) -> np.ndarray:
     """Word vectors, stacked (N, H), of a uniform sample of ``max_sentences`` corpus
     sentences of 3..64 words (:func:`maskedlm.data.corpus.sample_sentences`, seeded).
 
@@ -501,8 +503,9 @@ def sample_corpus_vectors(model: Embedder, corpus: Sequence[str | os.PathLike[st
 
 
 def fit_corpus_standardizer(model: Embedder, corpus: Sequence[str | os.PathLike[str]], *,
-                            max_sentences: int = 5000, seed: int = 0, layers: str = "last",
-                            pool: str = "mean", **kw: Any) -> Standardizer:
+                            max_sentences: int = CorpusSampleOptions.max_sentences,
+                          seed: int = CorpusSampleOptions.seed, layers: str = VectorOptions.layers,
+                            pool: str = VectorOptions.pool, **kw: Any) -> Standardizer:
     """:func:`fit_standardizer` on :func:`sample_corpus_vectors`; its ``info`` records the
     model, layers, pooling and corpus (``maskedlm standardize fit``).
 
@@ -516,9 +519,11 @@ def fit_corpus_standardizer(model: Embedder, corpus: Sequence[str | os.PathLike[
 
 
 def corpus_anisotropy(model: Embedder, corpus: Sequence[str | os.PathLike[str]], *,
-                      pairs: int = 10000, max_sentences: int = 1000, seed: int = 0,
-                      standardize: Standardizer | None = None, layers: str = "last",
-                      pool: str = "mean", **kw: Any) -> float:
+                      pairs: int = AnisotropyOptions.pairs,
+                      max_sentences: int = AnisotropyOptions.max_sentences,
+                      seed: int = AnisotropyOptions.seed,
+                      standardize: Standardizer | None = None, layers: str = VectorOptions.layers,
+                      pool: str = VectorOptions.pool, **kw: Any) -> float:
     """:func:`anisotropy` of the (optionally standardized) word vectors of a corpus sample;
     the pairs are drawn with seed ``seed + 1``, the sentences with ``seed``.
 

@@ -28,6 +28,7 @@ import numpy as np
 from maskedlm.data.corpus import is_number, read_text_lines
 from maskedlm.embeddings.pooling import Standardizer, cosine, iter_word_vectors, tokenize
 from maskedlm.errors import MaskedLMError
+from maskedlm.options import VectorOptions, WordPairOptions
 
 if TYPE_CHECKING:
     from maskedlm.embeddings.pooling import Embedder
@@ -132,7 +133,7 @@ def read_wic(data: str | os.PathLike[str], gold: str | os.PathLike[str]) -> list
 
 
 def targets_in_context(model: Embedder, items: Sequence[tuple[Sequence[str], int]], *,
-                       layers: str = "last", pool: str = "mean",
+                       layers: str = VectorOptions.layers, pool: str = VectorOptions.pool,
                        standardize: Standardizer | None = None, **kw: Any) -> np.ndarray:
     """(N, H): the vector of word ``index`` in each pre-tokenized sentence."""
     pieces = tokenize(model.tokenizer, [list(words) for words, _ in items])
@@ -237,7 +238,7 @@ def find_occurrences(paths: Sequence[str | os.PathLike[str]], words: set[str],
 
 
 def type_vectors(model: Embedder, words: set[str], corpus: Sequence[str | os.PathLike[str]], *,
-                 max_occurrences: int = 10, layers: str = "last", pool: str = "mean",
+                 max_occurrences: int = WordPairOptions.max_occurrences, layers: str = VectorOptions.layers, pool: str = VectorOptions.pool,
                  standardize: Standardizer | None = None, **kw: Any) -> dict[str, np.ndarray]:
     """Average contextual vector of each word over its corpus occurrences (absent words left out)."""
     sentences, where = find_occurrences(corpus, words, max_occurrences)

@@ -35,6 +35,7 @@ from maskedlm.data.conllu import ConlluColumnsError, read_conllu
 from maskedlm.data.corpus import read_text_lines
 from maskedlm.embeddings.pooling import Standardizer, iter_word_vectors, tokenize
 from maskedlm.errors import MaskedLMError
+from maskedlm.options import VectorOptions, WsdTrainOptions
 
 if TYPE_CHECKING:
     from maskedlm.embeddings.pooling import Embedder
@@ -453,8 +454,8 @@ class SenseCentroids:
         return cls(keys, vectors, counts, info, std, tagger)
 
 
-def train_centroids(model: Embedder, sentences: Sequence[TaggedSentence], *, layers: str = "last",
-                    pool: str = "mean", standardize: Standardizer | None = None,
+def train_centroids(model: Embedder, sentences: Sequence[TaggedSentence], *, layers: str = VectorOptions.layers,
+                    pool: str = VectorOptions.pool, standardize: Standardizer | None = None,
                     **kw: Any) -> SenseCentroids:
     """Mean contextual vector per sense key; every sentence is embedded exactly once."""
     keys = sorted({k for s in sentences for t in s.targets for k in t.keys})
@@ -480,8 +481,8 @@ def train_centroids(model: Embedder, sentences: Sequence[TaggedSentence], *, lay
 
 def train_from_semcor(model: Embedder, semcor: str | os.PathLike[str],
                       inventory: SenseInventory, out: str | os.PathLike[str], *,
-                      tagger: PosTagger | None = None, max_sentences: int = 0,
-                      overwrite: bool = False, layers: str = "last", pool: str = "mean",
+                      tagger: PosTagger | None = None, max_sentences: int = WsdTrainOptions.max_sentences,
+                      overwrite: bool = False, layers: str = VectorOptions.layers, pool: str = VectorOptions.pool,
                       standardize: Standardizer | None = None,
                       **kw: Any) -> tuple[SenseCentroids, dict[str, Any]]:
     """Sense centroids from SemCor (its first ``max_sentences`` sentences; 0: all), written

@@ -42,6 +42,7 @@ from maskedlm.errors import MaskedLMError, Preempted
 from maskedlm.files import RunLock, atomic_write_dir, atomic_write_text, check_output_dir
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
+from maskedlm.options import EvaluateOptions, RunOptions
 from maskedlm.progress import progress
 from maskedlm.runtime import tune_allocator
 from maskedlm.tasks.classify import ClassifyTask
@@ -158,7 +159,8 @@ class TaskPredictor:
     """A fine-tuned run, ready to predict and evaluate; plain Python in and out."""
 
     def __init__(self, model: TaskModel, tok: Tokenizer, task: Task, max_length: int,
-                 path: Path | None = None, batch_size: int = 64) -> None:
+                 path: Path | None = None,
+                 batch_size: int = EvaluateOptions.batch_size) -> None:
         self.model = model.eval()
         self.tokenizer = tok
         self.task = task
@@ -219,8 +221,8 @@ def read_task_meta(path: str | Path) -> tuple[Task, dict[str, Any]]:
     return task, meta
 
 
-def load_task(path: str | Path, device: str | torch.device = "cpu",
-              backend: str = "torch") -> TaskPredictor:
+def load_task(path: str | Path, device: str | torch.device = RunOptions.device,
+              backend: str = RunOptions.backend) -> TaskPredictor:
     """Load a run directory written by :func:`finetune`, or (``backend="onnx"``) one
     written by ``maskedlm export-onnx`` from such a run.
 
