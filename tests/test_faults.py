@@ -149,14 +149,14 @@ def test_a_rerun_that_fails_keeps_the_earlier_run(run, tiny_data, tmp_path, caps
     old = tmp_path / "run"
     shutil.copytree(run, old)
     before = tree(old)
-    real = train_mod._forward_backward
+    real = train_mod.forward_backward
 
     def fails_at_step_2(ddp, model, micro, cfg, di, window):
         if window["steps"] >= 1 or any(not torch.isfinite(p).all() for p in model.parameters()):
             raise RuntimeError("simulated crash in the new run")
         real(ddp, model, micro, cfg, di, window)
 
-    monkeypatch.setattr(train_mod, "_forward_backward", fails_at_step_2)
+    monkeypatch.setattr(train_mod, "forward_backward", fails_at_step_2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(pretrain_args(tiny_data["shards"], old, "--max-steps", 5, "--log-every", 5))
     assert tree(old) == before
@@ -402,11 +402,11 @@ elif phase == "data":
 else:  # fine-tuning, while the training file is read
     import importlib
     ft = importlib.import_module("maskedlm.tasks.finetune")
-    real = ft._read_examples
+    real = ft.read_examples
     def read(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
-    ft._read_examples = read
+    ft.read_examples = read
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -511,14 +511,14 @@ def test_nan_weights_never_reach_a_pretraining_checkpoint(run, tiny_data, tmp_pa
 
     out = tmp_path / "run"
     shutil.copytree(run, out)
-    real = train_mod._optimizer_step
+    real = train_mod.optimizer_step
 
     def poisons(model, optimizer, scheduler, clip_grad, step):
         real(model, optimizer, scheduler, clip_grad, step)
         with torch.no_grad():
             next(model.parameters()).fill_(float("nan"))
 
-    monkeypatch.setattr(train_mod, "_optimizer_step", poisons)
+    monkeypatch.setattr(train_mod, "optimizer_step", poisons)
     code, lines = cli(capsys, *pretrain_args(tiny_data["shards"], out, "--max-steps", 3,
                                              "--recipe", "roberta", "--resume"))
     one_error(code, lines, "NaN", "last finite checkpoint is kept")

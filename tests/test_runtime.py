@@ -12,7 +12,7 @@ import pytest
 
 from maskedlm import runtime
 
-glibc = pytest.mark.skipif(runtime._libc() is None, reason="mallopt tuning is glibc-only (Linux)")
+glibc = pytest.mark.skipif(runtime.glibc() is None, reason="mallopt tuning is glibc-only (Linux)")
 
 # 20 rounds of three 48 MB activations written, then freed, as a training step does
 CHILD = """

@@ -50,3 +50,40 @@ def test_make_test_runs_the_doctests_of_src():
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "--doctest-modules src" in recipe, recipe
+
+
+def private_uses(source: str) -> list[str]:
+    """``from maskedlm... import _x`` and ``m._x`` where ``m`` was imported from maskedlm."""
+    import ast
+
+    tree = ast.parse(source)
+    modules: set[str] = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("maskedlm"):
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.append(f"from {node.module} import {alias.name}")
+                modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("maskedlm"):
+                    modules.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and \
+                not node.attr.startswith("__") and isinstance(node.value, ast.Name) and \
+                node.value.id in modules:
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_private_uses_are_found():
+    assert private_uses("from maskedlm.x import a, _b\nimport maskedlm.y as y\ny._c()\n") == \
+        ["from maskedlm.x import _b", "y._c"]
+
+
+def test_tests_and_benchmarks_use_no_private_names():
+    """What the tests and benchmarks reach is the public surface (issue #29)."""
+    files = sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "benchmarks").rglob("*.py"))
+    bad = [f"{f.relative_to(REPO)}: {u}" for f in files for u in private_uses(f.read_text())]
+    assert not bad, "\n".join(bad)

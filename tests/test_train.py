@@ -57,7 +57,7 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch
     full = tmp_path / "full"
     pretrain(opts(tiny_data["shards"], full, save_every=3))
     killed = tmp_path / "killed"
-    real = train_module._optimizer_step
+    real = train_module.optimizer_step
 
     def crash_in_step_4(model, optimizer, scheduler, clip, step):
         if step == 3:  # 0-based: the process dies in step 4, after the step-3 checkpoint
@@ -66,10 +66,10 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch
 
     # The crash is in the loop itself, not in the batch source: a prefetching source builds
     # step 4's batches while step 1 runs, so a crash there would come before any checkpoint.
-    monkeypatch.setattr(train_module, "_optimizer_step", crash_in_step_4)
+    monkeypatch.setattr(train_module, "optimizer_step", crash_in_step_4)
     with pytest.raises(KeyboardInterrupt):
         pretrain(opts(tiny_data["shards"], killed, save_every=3))
-    monkeypatch.setattr(train_module, "_optimizer_step", real)
+    monkeypatch.setattr(train_module, "optimizer_step", real)
     assert losses(killed) == losses(full)[:3]  # steps 1-3 logged as uninterrupted, then the crash
     pretrain(opts(tiny_data["shards"], killed, save_every=3, resume=True))
     assert losses(killed) == losses(full)

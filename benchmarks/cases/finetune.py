@@ -24,7 +24,7 @@ def child_finetune_ours(p: dict[str, Any]) -> dict[str, Any]:
     from maskedlm.checkpoint import load_model
     from maskedlm.data.tokenizer import Tokenizer
     from maskedlm.tasks.common import TaskModel, length_grouped_batches, to_device
-    from maskedlm.tasks.finetune import FinetuneConfig, _optimizer, make_task
+    from maskedlm.tasks.finetune import FinetuneConfig, finetune_optimizer, make_task
     dev = p["device"]
     examples = finetune_examples(Path(p["data_root"]), p["task"], p["examples"])
     task = make_task(p["task"])
@@ -34,7 +34,7 @@ def child_finetune_ours(p: dict[str, Any]) -> dict[str, Any]:
     feats = task.featurize(examples, tok, 128)
     torch.manual_seed(0)
     model = TaskModel(pretrained.bert, task.make_head(pretrained.config)).to(dev).train()
-    opt = _optimizer(model, FinetuneConfig(lr=3e-5))
+    opt = finetune_optimizer(model, FinetuneConfig(lr=3e-5))
     rng = np.random.default_rng(0)
     order = length_grouped_batches([len(f["input_ids"]) for f in feats], p["batch"], rng)
     it = iter(order * (p["repeats"] + 2))

@@ -41,7 +41,7 @@ def stock_malloc() -> bool:
     return os.environ.get("MASKEDLM_STOCK_MALLOC", "0") not in ("", "0")
 
 
-def _libc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -62,7 +62,7 @@ def tune_allocator() -> bool:
     global _tuned
     if _tuned is not None:
         return _tuned
-    libc = None if stock_malloc() else _libc()
+    libc = None if stock_malloc() else glibc()
     _tuned = bool(libc is not None
                   and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
                   and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)

@@ -91,12 +91,12 @@ def test_finetune_flags_and_python_resolve_the_same_config(kind):
 @pytest.mark.parametrize("kind", ["classify", "pair", "tag", "spans", "qa", "contrastive"])
 def test_task_flags_and_python_make_the_same_task(kind):
     """The task classes take their defaults from maskedlm.options, as the flags do."""
-    from maskedlm.cli.tasks import _task_options
+    from maskedlm.cli.tasks import task_options
     from maskedlm.tasks.finetune import make_task
 
     required = ["--model", "m", "--out", "o"] + ([] if kind == "contrastive" else ["--train", "t"])
     a = build_parser().parse_args(["finetune", kind, *required])
-    assert make_task(kind, **_task_options(a)).options() == make_task(kind).options()
+    assert make_task(kind, **task_options(a)).options() == make_task(kind).options()
 
 
 # ----------------------------------------------------------------------------- every command

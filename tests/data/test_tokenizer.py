@@ -12,7 +12,7 @@ import pytest
 from conftest import shared_data
 from tokenizers import Tokenizer as HFTokenizer
 
-from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer, _canonical_ids, train_tokenizer
+from maskedlm.data.tokenizer import SPECIAL_TOKENS, Tokenizer, canonical_ids, train_tokenizer
 from maskedlm.errors import MaskedLMError
 
 WORDS = "the cat dog sat on mat and ran far away from home with a red ball in garden".split()
@@ -198,7 +198,7 @@ def test_trained_ids_are_canonical(tok: Tokenizer) -> None:
     assert rest == sorted(rest, key=lambda t: (len(t.removeprefix("##")), t))
     # the numbering depends on the set of tokens only, not on the trainer's order
     shuffled = {t: i for i, t in enumerate(reversed(vocab))}
-    assert list(_canonical_ids(shuffled, SPECIAL_TOKENS)) == vocab
+    assert list(canonical_ids(shuffled, SPECIAL_TOKENS)) == vocab
 
 
 @pytest.mark.data

@@ -201,9 +201,9 @@ def test_stock_switch_takes_the_stock_path(monkeypatch):
             return fn(*a, **kw)
         return wrapped
 
-    monkeypatch.setattr(kernels._Dropout, "apply", counting("dropout", kernels._Dropout.apply))
-    monkeypatch.setattr(kernels._ReusedGradLookup, "apply",
-                        counting("embedding", kernels._ReusedGradLookup.apply))
+    monkeypatch.setattr(kernels.DropoutFunction, "apply", counting("dropout", kernels.DropoutFunction.apply))
+    monkeypatch.setattr(kernels.ReusedGradLookup, "apply",
+                        counting("embedding", kernels.ReusedGradLookup.apply))
     monkeypatch.setattr(kernels, "attention_with_dropout",
                         counting("attention", kernels.attention_with_dropout))
     sdpa = F.scaled_dot_product_attention

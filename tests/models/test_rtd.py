@@ -240,7 +240,7 @@ def test_rtd_accumulation_equals_one_big_batch():
     ranks), as the MLM loss by its targets: two micro-batches give one big batch's
     gradients, which data parallelism relies on too."""
     from maskedlm.training.dist import DistInfo
-    from maskedlm.training.loop import _forward_backward, _new_window
+    from maskedlm.training.loop import forward_backward, new_window
 
     cfg = tiny_config()
     ids, labels, mask = masked_batch()
@@ -250,8 +250,8 @@ def test_rtd_accumulation_equals_one_big_batch():
     for micro in ([big], halves):
         torch.manual_seed(0)
         model = CopyingGenerator(cfg, generator_config(cfg))
-        window = _new_window()
-        _forward_backward(model, model, micro, TrainConfig(precision="fp32"), DistInfo(), window)
+        window = new_window()
+        forward_backward(model, model, micro, TrainConfig(precision="fp32"), DistInfo(), window)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         assert window["rtd_n"] == int(mask.sum())
     for n, g in grads[0].items():

@@ -126,7 +126,7 @@ def _backend(p: argparse.ArgumentParser) -> None:
     add_fields(p, RunOptions, ["backend"])
 
 
-def _task_options(a: argparse.Namespace) -> dict[str, Any]:
+def task_options(a: argparse.Namespace) -> dict[str, Any]:
     """The task's options from its flags, as ``make_task`` takes them."""
     import dataclasses
 
@@ -148,7 +148,7 @@ def run_finetune(a: argparse.Namespace) -> int:
     from maskedlm.tasks.finetune import calibrate, finetune, make_task
     from maskedlm.training.config import FinetuneConfig
 
-    task = make_task(a.task, **_task_options(a))
+    task = make_task(a.task, **task_options(a))
     cfg = from_args(FinetuneConfig, a)
     train, dev_data = a.train, a.dev
     if getattr(a, "dev_articles", 0):

@@ -347,7 +347,7 @@ def _wordpiece(vocab: dict[str, int], lowercase: bool, special: dict[str, str]) 
     return _bert_pipeline(hf, lowercase, special)
 
 
-def _canonical_ids(trained: dict[str, int], special: dict[str, str]) -> dict[str, int]:
+def canonical_ids(trained: dict[str, int], special: dict[str, str]) -> dict[str, int]:
     """Number a trained vocabulary so that the same set always gets the same ids.
 
     The WordPiece trainer orders merges of equal count by hash-map iteration, so two runs
@@ -419,7 +419,7 @@ def train_tokenizer(
     hf = _train(stream(), special, pieces, vocab_size, lowercase, min_frequency, show_progress)
     if hf.get_vocab_size() <= len(special):
         raise MaskedLMError("corpus: too little text to train a tokenizer")
-    hf = _wordpiece(_canonical_ids(hf.get_vocab(), special), lowercase, special)
+    hf = _wordpiece(canonical_ids(hf.get_vocab(), special), lowercase, special)
     return Tokenizer(hf, lowercase=lowercase, special=special)
 
 

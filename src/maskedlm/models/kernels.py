@@ -80,7 +80,7 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device, kept: bool = Fa
     return lanes >= threshold if kept else lanes < threshold
 
 
-class _Dropout(torch.autograd.Function):
+class DropoutFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:  # type: ignore[override]
         drop = drop_mask(x.shape, p, x.device)
@@ -107,7 +107,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0 or stock_enabled():
         return F.dropout(x, p, True)
-    return _Dropout.apply(x, p)
+    return DropoutFunction.apply(x, p)
 
 
 class Dropout(nn.Module):
@@ -127,7 +127,7 @@ class Dropout(nn.Module):
 
 
 # ----------------------------------------------------------------------------- embedding
-class _ReusedGradLookup(torch.autograd.Function):
+class ReusedGradLookup(torch.autograd.Function):
     """``F.embedding`` whose backward writes into a spare (V, H) tensor of the module."""
 
     @staticmethod
@@ -185,7 +185,7 @@ class TokenEmbedding(nn.Embedding):
                 or self.max_norm is not None or self.sparse or self.scale_grad_by_freq
                 or stock_enabled()):
             return super().forward(ids)
-        return _ReusedGradLookup.apply(self.weight, ids, self)
+        return ReusedGradLookup.apply(self.weight, ids, self)
 
 
 # ----------------------------------------------------------------------------- attention

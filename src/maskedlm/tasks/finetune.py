@@ -269,7 +269,7 @@ def calibrate(run: str | Path, dev: str | Path | list[Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the loop
-def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+def finetune_optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
     """AdamW (:func:`~maskedlm.training.optim.adamw`, Devlin et al.'s betas and eps); no
     weight decay on biases and LayerNorm (Devlin et al. 2019), the head's rate apart."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
@@ -283,7 +283,7 @@ def _optimizer(model: TaskModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
     return adamw(params, cfg.lr)
 
 
-def _read_examples(task: Task, train: str | Path | list[Any], dev: str | Path | list[Any] | None,
+def read_examples(task: Task, train: str | Path | list[Any], dev: str | Path | list[Any] | None,
                    limit: int | None, rng: np.random.Generator
                    ) -> tuple[list[Any], list[Any] | None]:
     """Training examples (a seeded subsample of ``limit``), dev examples; fits the labels.
@@ -342,7 +342,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     tune_allocator()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    train_ex, dev_ex = _read_examples(task, train, dev, cfg.train_limit, rng)
+    train_ex, dev_ex = read_examples(task, train, dev, cfg.train_limit, rng)
     pretrained, tok = _load_encoder(model_path)
     max_length = min(cfg.max_length, pretrained.config.max_position_embeddings)
     feats = task.featurize(train_ex, tok, max_length)
@@ -353,7 +353,7 @@ def _finetune(task: Task, model_path: str | Path, train: str | Path | list[Any],
     n_trainable = apply_freeze(model, cfg.freeze)
     if not n_trainable:
         raise MaskedLMError("--freeze leaves nothing to train")
-    opt = _optimizer(model, cfg)
+    opt = finetune_optimizer(model, cfg)
     global_batch = cfg.batch_size * di.world_size
     steps_per_epoch = math.ceil(len(feats) / global_batch)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))

@@ -190,7 +190,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(warmup, cfg.max_steps, time_used, cfg.schedule, cfg.decay_ratio))
     start = 0
-    window = _new_window()
+    window = new_window()
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
@@ -240,8 +240,8 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                 window["wait"] += time.perf_counter() - t_wait
                 # Dropout randomness is a function of (seed, rank, step): resume is exact.
                 torch.manual_seed(cfg.seed * 1_000_003 + step * 101 + di.rank)
-                _forward_backward(ddp, model, micro, cfg, di, window)
-                _optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
+                forward_backward(ddp, model, micro, cfg, di, window)
+                optimizer_step(model, optimizer, scheduler, cfg.clip_grad, step)
                 done = step + 1
                 if cfg.max_time > 0:  # a time budget: show the steps it will allow, not max_steps
                     frac = (time.perf_counter() - t_start) / cfg.max_time
@@ -262,7 +262,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                     bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['mlm_accuracy']:.3f}")
                     if (warning := data_wait.update(record["data_wait_frac"])) and di.is_main:
                         bar.write(warning)
-                    window = _new_window()
+                    window = new_window()
                 if last or (cfg.save_every and done % cfg.save_every == 0):
                     record = record or {"step": done}
                     where = checkpoint(done, record)
@@ -302,7 +302,7 @@ def _window_state(window: dict[str, Any], di: DistInfo) -> dict[str, Any]:
     return {k: type(window[k])(v) for k, v in zip(WINDOW_SUMS, sums, strict=True)}
 
 
-def _new_window() -> dict[str, Any]:
+def new_window() -> dict[str, Any]:
     """Sums over the steps since the last log record (see :func:`_log_record`)."""
     return {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "nsp": 0.0, "n": 0, "seq": 0, "correct": 0.0,
             "tokens": 0, "wait": 0.0, "t0": time.perf_counter(), "steps": 0,
@@ -313,7 +313,7 @@ def _real_tokens(b: Batch) -> int:
     return int(b["attention_mask"].sum()) if "attention_mask" in b else int(b["input_ids"].size)
 
 
-def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg: TrainConfig,
+def forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg: TrainConfig,
                       di: DistInfo, window: dict[str, Any]) -> None:
     """Gradients of one global step, accumulated over its micro-batches; adds to ``window``.
 
@@ -351,7 +351,7 @@ def _forward_backward(ddp: nn.Module, model: nn.Module, micro: list[Batch], cfg:
 
 
 
-def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, clip_grad: float,
                     step: int) -> None:
     """Clip, check, step the optimizer and the schedule, release the gradients."""
