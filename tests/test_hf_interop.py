@@ -5,7 +5,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from maskedlm.checkpoint import export_hf, load_model  # noqa: E402
+from maskedlm.checkpoint import load_model  # noqa: E402
+from maskedlm.export import write_hf_dir as export_hf  # noqa: E402
 
 
 def _vocab(path, n):

@@ -11,9 +11,9 @@ Everything is written through :mod:`maskedlm.files` (a temporary directory swapp
 place), so a killed process never leaves a half-written checkpoint, and weights that are
 not finite are never written (:func:`check_finite`).
 
-``export_hf`` writes the ``transformers`` family that computes the same function: BERT
-for post-LN runs, ``RobertaPreLayerNorm`` for pre-LN ones (``load_model`` reads that
-family back), ModernBERT for ``modernbert`` runs.
+The key mappings to and from ``transformers`` live here (``to_hf_state_dict``,
+``from_hf_state_dict``): ``load_model`` reads BERT, ``RobertaPreLayerNorm`` (our pre-LN
+runs) and ModernBERT directories; writing them is :mod:`maskedlm.export`'s.
 """
 
 from __future__ import annotations
@@ -444,41 +444,3 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
         return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable state is a user-facing error
         raise MaskedLMError(f"{f}: corrupt training state ({type(e).__name__})") from None
-
-
-def export_hf(path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write a directory that ``transformers`` loads with the same logits:
-    ``BertForMaskedLM`` (``BertForPreTraining`` with NSP) for a post-LN run,
-    ``RobertaPreLayerNormForMaskedLM`` for a pre-LN one, ``ModernBertForMaskedLM`` for a
-    ``modernbert`` one. ``out`` may not be a run, the input, or a directory that is not
-    ours unless ``overwrite``."""
-    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[path])
-    # an RTD run has no MLM head on its discriminator: export-st reads the encoder only
-    model, ckpt = load_model(path, warn_fresh=not is_rtd_checkpoint(path))
-    modern = model.config.arch == "modernbert"
-    preln = model.config.pre_layer_norm and not modern
-    if preln and model.config.classifier_activation != "gelu":
-        raise MaskedLMError(f"{ckpt}: RobertaPreLayerNorm's MLM head uses the exact GeLU; this "
-                            f"run's head uses {model.config.classifier_activation!r}")
-    from maskedlm.data.tokenizer import Tokenizer
-
-    tokenizer = Tokenizer.load(ckpt)
-
-    def write(tmp: Path) -> None:
-        d = model.config.to_dict()
-        if modern:  # ModernBertConfig's defaults are ModernBERT's own vocabulary's ids
-            d.update(cls_token_id=tokenizer.cls_id, sep_token_id=tokenizer.sep_id,
-                     bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
-        elif preln:  # RoBERTa's positions start at pad + 1 (to_preln_state_dict)
-            d.pop("pre_layer_norm")
-            d.update(model_type=PRELN_MODEL_TYPE, architectures=["RobertaPreLayerNormForMaskedLM"],
-                     max_position_embeddings=d["max_position_embeddings"] + d["pad_token_id"] + 1,
-                     bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
-        else:
-            d["architectures"] = ["BertForPreTraining" if model.config.nsp_head else "BertForMaskedLM"]
-        d["tie_word_embeddings"] = True
-        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
-        state = to_preln_state_dict(model) if preln else to_hf_state_dict(model)
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        tokenizer.save(tmp)
-    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite, inputs=[path])

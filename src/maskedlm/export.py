@@ -34,14 +34,16 @@ from safetensors.torch import save_file
 from maskedlm import __version__
 from maskedlm.checkpoint import (
     CONFIG_NAME,
+    PRELN_MODEL_TYPE,
+    WEIGHTS_NAME,
     is_rtd_checkpoint,
     load_model,
     load_rtd_model,
     read_config,
     resolve_checkpoint_dir,
     to_hf_state_dict,
+    to_preln_state_dict,
 )
-from maskedlm.checkpoint import export_hf as write_hf_dir
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_dir, atomic_write_text, check_output_dir, temp_path
@@ -77,7 +79,6 @@ def export_hf(model: str | Path, out: str | Path, command: list[str] | None = No
     check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[model])
     task = _read_json(Path(model) / "task.json")
     if task and task.get("task") == "qa":  # BertForQuestionAnswering
-        from maskedlm.tasks.finetune import export_hf_qa
         path = export_hf_qa(model, out, overwrite=overwrite)
     elif is_rtd_checkpoint(model):  # replaced-token detection: the discriminator
         path = export_hf_rtd(model, out, overwrite=overwrite)
@@ -85,6 +86,71 @@ def export_hf(model: str | Path, out: str | Path, command: list[str] | None = No
         path = write_hf_dir(model, out, overwrite=overwrite)
     write_model_card(model, path, "export-hf", command)
     return path
+
+
+def write_hf_dir(path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write a directory that ``transformers`` loads with the same logits:
+    ``BertForMaskedLM`` (``BertForPreTraining`` with NSP) for a post-LN run,
+    ``RobertaPreLayerNormForMaskedLM`` for a pre-LN one, ``ModernBertForMaskedLM`` for a
+    ``modernbert`` one. ``out`` may not be a run, the input, or a directory that is not
+    ours unless ``overwrite``."""
+    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[path])
+    # an RTD run has no MLM head on its discriminator: export-st reads the encoder only
+    model, ckpt = load_model(path, warn_fresh=not is_rtd_checkpoint(path))
+    modern = model.config.arch == "modernbert"
+    preln = model.config.pre_layer_norm and not modern
+    if preln and model.config.classifier_activation != "gelu":
+        raise MaskedLMError(f"{ckpt}: RobertaPreLayerNorm's MLM head uses the exact GeLU; this "
+                            f"run's head uses {model.config.classifier_activation!r}")
+    tokenizer = Tokenizer.load(ckpt)
+
+    def write(tmp: Path) -> None:
+        d = model.config.to_dict()
+        if modern:  # ModernBertConfig's defaults are ModernBERT's own vocabulary's ids
+            d.update(cls_token_id=tokenizer.cls_id, sep_token_id=tokenizer.sep_id,
+                     bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
+        elif preln:  # RoBERTa's positions start at pad + 1 (to_preln_state_dict)
+            d.pop("pre_layer_norm")
+            d.update(model_type=PRELN_MODEL_TYPE, architectures=["RobertaPreLayerNormForMaskedLM"],
+                     max_position_embeddings=d["max_position_embeddings"] + d["pad_token_id"] + 1,
+                     bos_token_id=tokenizer.cls_id, eos_token_id=tokenizer.sep_id)
+        else:
+            d["architectures"] = ["BertForPreTraining" if model.config.nsp_head else "BertForMaskedLM"]
+        d["tie_word_embeddings"] = True
+        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
+        state = to_preln_state_dict(model) if preln else to_hf_state_dict(model)
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        tokenizer.save(tmp)
+    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite, inputs=[path])
+
+
+def export_hf_qa(path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write a QA run as a directory ``transformers.BertForQuestionAnswering`` loads with the
+    same start/end logits (the encoder under ``bert.*``, the head as ``qa_outputs``)."""
+    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[path])
+    from maskedlm.tasks.finetune import load_task  # tasks sit below export
+
+    m = load_task(path)
+    if m.task.kind != "qa":
+        raise MaskedLMError(f"{path}: a {m.task.kind} run, not a QA run")
+    pretrained, _ = load_model(path, warn_fresh=False)  # the run's fine-tuned encoder
+    config = pretrained.config
+    if config.pre_layer_norm:
+        raise MaskedLMError(f"{path}: a pre-LN encoder has no Hugging Face BERT equivalent "
+                            "(BertModel is post-LN); export-hf needs a post-LN run")
+
+    def write(tmp: Path) -> None:
+        d = config.to_dict()
+        d["architectures"] = ["BertForQuestionAnswering"]
+        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
+        state = {k: v for k, v in to_hf_state_dict(pretrained).items()
+                 if k.startswith("bert.") and not k.startswith("bert.pooler.")}
+        state |= {f"qa_outputs.{k}": v.detach().contiguous()
+                  for k, v in m.model.head.qa_outputs.state_dict().items()}  # type: ignore[union-attr]
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        m.tokenizer.save(tmp)
+    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite,
+                            inputs=[path])
 
 
 # ----------------------------------------------------------------------------- sentence-transformers
@@ -327,7 +393,7 @@ def export_hf_rtd(model: str | Path, out: str | Path, overwrite: bool = False) -
     """A replaced-token detection run for ``transformers``: ``ElectraForPreTraining`` for a
     post-LN BERT discriminator (its per-token "replaced" logits included); a ModernBERT
     one as ``ModernBertModel`` (transformers has no ModernBERT discriminator head);
-    other encoders as :func:`maskedlm.checkpoint.export_hf` writes them."""
+    other encoders as :func:`write_hf_dir` writes them."""
     rtd, ckpt = load_rtd_model(model)
     config = rtd.config
     if config.arch == "bert" and config.pre_layer_norm:

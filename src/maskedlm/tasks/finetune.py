@@ -39,7 +39,7 @@ from maskedlm.checkpoint import (
 )
 from maskedlm.data.tokenizer import Tokenizer
 from maskedlm.errors import MaskedLMError, Preempted
-from maskedlm.files import RunLock, atomic_write_dir, atomic_write_text, check_output_dir
+from maskedlm.files import RunLock, atomic_write_dir, atomic_write_text
 from maskedlm.models.heads import BertForPreTraining
 from maskedlm.onnx_backend import OnnxSession, OnnxTaskModel, check_backend
 from maskedlm.options import EvaluateOptions, RunOptions
@@ -126,33 +126,6 @@ def save_run(out: str | Path, pretrained: BertForPreTraining, model: TaskModel, 
     # tb/ (TensorBoard's open event file) moves into each new copy of the run directory
     return atomic_write_dir(Path(out), write, keep=(TENSORBOARD_DIR,), purpose="finetune",
                             overwrite=cfg.overwrite)
-
-
-def export_hf_qa(path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write a QA run as a directory ``transformers.BertForQuestionAnswering`` loads with the
-    same start/end logits (the encoder under ``bert.*``, the head as ``qa_outputs``)."""
-    check_output_dir(out, "export-hf", overwrite=overwrite, inputs=[path])
-    m = load_task(path)
-    if m.task.kind != "qa":
-        raise MaskedLMError(f"{path}: a {m.task.kind} run, not a QA run")
-    pretrained, _ = load_model(path, warn_fresh=False)  # the run's fine-tuned encoder
-    config = pretrained.config
-    if config.pre_layer_norm:
-        raise MaskedLMError(f"{path}: a pre-LN encoder has no Hugging Face BERT equivalent "
-                            "(BertModel is post-LN); export-hf needs a post-LN run")
-
-    def write(tmp: Path) -> None:
-        d = config.to_dict()
-        d["architectures"] = ["BertForQuestionAnswering"]
-        (tmp / CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
-        state = {k: v for k, v in to_hf_state_dict(pretrained).items()
-                 if k.startswith("bert.") and not k.startswith("bert.pooler.")}
-        state |= {f"qa_outputs.{k}": v.detach().contiguous()
-                  for k, v in m.model.head.qa_outputs.state_dict().items()}  # type: ignore[union-attr]
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        m.tokenizer.save(tmp)
-    return atomic_write_dir(Path(out), write, purpose="export-hf", overwrite=overwrite,
-                            inputs=[path])
 
 
 class TaskPredictor:
