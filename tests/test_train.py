@@ -47,6 +47,9 @@ def test_pretrain_logs_and_learns(tiny_data, tmp_path, recipe):
     assert {"step", "loss", "mlm_loss", "lr", "tokens", "tokens_per_s"} <= keys
     lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert all(0 < r["tokens"] <= 4 * 32 for r in lines if "tokens" in r)  # one step per line
+    # the time spent evaluating is logged beside the wall clock (the last line evaluated)
+    assert 0.0 < lines[-1]["eval_s"] <= lines[-1]["elapsed_s"]
+    assert all(r["eval_s"] == 0.0 for r in lines[:-1] if "eval_s" in r)  # no earlier evaluation
     if importlib.util.find_spec("matplotlib"):  # the plot extra: curves at the end of a run
         assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     assert ("sbo_loss" in keys) == (recipe == "spanbert")

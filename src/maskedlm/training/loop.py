@@ -203,6 +203,13 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
             model, device_ids=[di.device.index] if di.device.type == "cuda" else None)
     log = MetricsLog(out_dir, di.is_main, resume_step=start)
     eval_batches = source.eval_batches() if di.is_main else []
+    eval_s = [0.0]  # seconds spent in held-out evaluations so far (logged as eval_s)
+
+    def held_out() -> dict[str, float]:
+        t = time.perf_counter()
+        result = evaluate(model, eval_batches, di.device, cfg.precision)
+        eval_s[0] += time.perf_counter() - t
+        return result
 
     def checkpoint(step: int, record: dict[str, Any] | None) -> Path | None:
         """Save on rank 0 (all ranks call it: the log window is summed over ranks)."""
@@ -212,7 +219,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
         if not di.is_main:
             return None
         if record is not None and eval_batches:
-            record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+            record.update(held_out())
         return save(model, state)
 
     record: dict[str, Any] = {}
@@ -222,7 +229,7 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
     with StopSignals() as stop:
         if start == 0 and cfg.eval_every and di.is_main and eval_batches:
             # the starting point, e.g. for continued pretraining from --init
-            log.write({"step": 0, **evaluate(model, eval_batches, di.device, cfg.precision)})
+            log.write({"step": 0, **held_out()})
         if any_rank([stop.received is not None], di)[0]:
             log.close()
             raise Preempted(stop.received or "a signal on another rank", start,
@@ -270,9 +277,10 @@ def train(model: nn.Module, source: BatchSource, cfg: TrainConfig, out_dir: Path
                     where = checkpoint(done, None)
                 elif cfg.eval_every and done % cfg.eval_every == 0 and di.is_main and eval_batches:
                     record = record or {"step": done}
-                    record.update(evaluate(model, eval_batches, di.device, cfg.precision))
+                    record.update(held_out())
                 if record:
                     record["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+                    record["eval_s"] = round(eval_s[0], 2)
                     log.write(record)
                     if "eval_mlm_accuracy" in record and di.is_main:
                         rtd = (f", rtd acc {record['eval_rtd_accuracy']:.4f} auc "
