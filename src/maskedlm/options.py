@@ -21,6 +21,7 @@ from maskedlm.data.defaults import (
     PREVIEW_EXAMPLES,
     PREVIEW_SEQUENCES,
     TEXT_FIELD,
+    TOKENIZER_SAMPLE_MB,
     VOCAB_SIZE,
 )
 from maskedlm.errors import MaskedLMError
@@ -351,7 +352,7 @@ class TokenizerOptions:
     """``maskedlm tokenizer train`` (and the tokenizer ``pretrain --corpus`` trains)."""
 
     vocab_size: int = arg(VOCAB_SIZE, help="WordPiece vocabulary size")
-    sample_mb: float = arg(1000.0, help="train on a seeded sample of about this many MB of the "
+    sample_mb: float = arg(TOKENIZER_SAMPLE_MB, help="train on a seeded sample of about this many MB of the "
                            "corpus files (each document kept with probability MB / corpus size "
                            "on disk, in every file); a smaller corpus is read whole (0: always "
                            "whole)")

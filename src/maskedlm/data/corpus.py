@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from maskedlm.data.defaults import LANGUAGE_ALPHA, TEXT_FIELD
+from maskedlm.data.defaults import LANGUAGE_ALPHA, TEXT_FIELD, TOKENIZER_SAMPLE_MB
 from maskedlm.errors import MaskedLMError
 from maskedlm.files import atomic_write_bytes
 
@@ -58,7 +58,7 @@ TEXT_SUFFIXES = tuple(b + c for b in (".txt", ".jsonl", ".json") for c in COMPRE
 )
 # `tokenizer train` reads at most about this much of a corpus (bytes on disk): a vocabulary
 # is settled long before (BERT's 30k WordPiece came from a sample of its corpus too)
-TOKENIZER_SAMPLE_BYTES = 1e9
+TOKENIZER_SAMPLE_BYTES = TOKENIZER_SAMPLE_MB * 1e6
 PARQUET_BATCH_ROWS = 1024  # rows per record batch: a few MB of web text at most
 _ZST_CHUNK = 1 << 20  # compressed bytes read at a time
 
