@@ -264,3 +264,24 @@ def test_modernbert_card_and_its_random_init_twin(setup, tmp_path):
                      overrides={"lr": 3e-3, "batch_size": 4})
     assert card["architecture"]["arch"] == "modernbert"
     assert all(0.0 <= r["score"] <= 1.0 for r in card["tasks"].values())
+
+
+
+def test_a_card_stopped_mid_way_leaves_no_fine_tuned_runs(setup, tmp_path):
+    """The fine-tuned runs live in a temporary folder inside the card's; an interruption
+    (Ctrl-C as the second task starts, after the first has fine-tuned) removes it too."""
+    model, data = setup
+    started = []
+
+    def log(line: str) -> None:
+        if line.endswith("..."):
+            started.append(line)
+            if len(started) == 2:
+                assert list((tmp_path / "card").glob(".runs.tmp-*/*"))  # the first task's run
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scorecard(model, ["sst2", "mrpc"], data_root=data, log=log, quick=True,
+                  out=tmp_path / "card", overrides={"batch_size": 8}, limit=8)
+    assert len(started) == 2
+    assert not list((tmp_path / "card").glob(".runs.*"))

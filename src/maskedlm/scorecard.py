@@ -361,50 +361,52 @@ def scorecard(model: str | Path, tasks: Sequence[str] | None = None, *, quick: b
     work = temp_path(out_dir / "runs")
     clean_stale_temps(out_dir / "runs")
     work.mkdir(parents=True, exist_ok=True)
-    write_marker(out_dir, "scorecard")
-    model = source = str(model)
-    if random_init:
-        model = str(random_init_twin(model, work / "random-init"))
-    encoder, _ = load_model(model, warn_fresh=False)
-    cfg = encoder.config
-    overrides = overrides or {}
-    hp = {**hyperparameters(cfg.hidden_size), **overrides}
-    if "lr" in overrides and "task_lr_candidates" not in overrides:  # an explicit lr wins:
-        hp["task_lr_candidates"] = {}  # no search
-    card: dict[str, Any] = {
-        "name": name or (Path(str(out_dir)).name if out else Path(model).name),
-        "model": str(Path(source).resolve()),  # with random_init: whose architecture
-        "random_init": random_init, "quick": quick, "limit": limit,
-        "date": date.today().isoformat(),
-        "architecture": {"arch": cfg.arch, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
-                         "heads": cfg.num_attention_heads, "vocab": cfg.vocab_size,
-                         "pre_layer_norm": getattr(cfg, "pre_layer_norm", False),
-                         "parameters": sum(p.numel() for p in encoder.bert.parameters())},
-        "hyperparameters": hp, "overridden": sorted(overrides), "tasks": {}}
-    del encoder
-    t_card = time.perf_counter()
-    for spec in specs:
-        t0 = time.perf_counter()
-        log(f"scorecard: {spec.name} ({spec.kind}) ...")
-        if spec.kind == "wic":
-            row = _wic(spec, model, resolved[spec.name], quick, limit, device)
-        elif spec.kind == "wsd":
-            row = _wsd(spec, model, resolved[spec.name], quick, limit, device)
-        elif spec.kind == "sts":
-            row = _sts(spec, model, resolved[spec.name], device)
-        elif spec.kind == "simcse":
-            row = _simcse(spec, model, resolved[spec.name], work, quick, limit, hp, progress, device)
-        else:
-            row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress,
-                             device, cfg.max_position_embeddings)
-        row.update(metric=spec.metric, reported_on=spec.reported,
-                   seconds=round(time.perf_counter() - t0, 1))
-        card["tasks"][spec.name] = row
-        log(f"scorecard: {spec.name} {spec.metric} {row['score']:.4f} ({row['seconds']:.0f} s)")
-    scores = [r["score"] for r in card["tasks"].values()]
-    card["mean"] = float(np.mean(scores)) if scores else float("nan")
-    card["seconds"] = round(time.perf_counter() - t_card, 1)
-    shutil.rmtree(work, ignore_errors=True)  # ours: a temporary name no one else uses
+    try:  # a stopped or failed card leaves no fine-tuned runs behind
+        write_marker(out_dir, "scorecard")
+        model = source = str(model)
+        if random_init:
+            model = str(random_init_twin(model, work / "random-init"))
+        encoder, _ = load_model(model, warn_fresh=False)
+        cfg = encoder.config
+        overrides = overrides or {}
+        hp = {**hyperparameters(cfg.hidden_size), **overrides}
+        if "lr" in overrides and "task_lr_candidates" not in overrides:  # an explicit lr wins:
+            hp["task_lr_candidates"] = {}  # no search
+        card: dict[str, Any] = {
+            "name": name or (Path(str(out_dir)).name if out else Path(model).name),
+            "model": str(Path(source).resolve()),  # with random_init: whose architecture
+            "random_init": random_init, "quick": quick, "limit": limit,
+            "date": date.today().isoformat(),
+            "architecture": {"arch": cfg.arch, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
+                             "heads": cfg.num_attention_heads, "vocab": cfg.vocab_size,
+                             "pre_layer_norm": getattr(cfg, "pre_layer_norm", False),
+                             "parameters": sum(p.numel() for p in encoder.bert.parameters())},
+            "hyperparameters": hp, "overridden": sorted(overrides), "tasks": {}}
+        del encoder
+        t_card = time.perf_counter()
+        for spec in specs:
+            t0 = time.perf_counter()
+            log(f"scorecard: {spec.name} ({spec.kind}) ...")
+            if spec.kind == "wic":
+                row = _wic(spec, model, resolved[spec.name], quick, limit, device)
+            elif spec.kind == "wsd":
+                row = _wsd(spec, model, resolved[spec.name], quick, limit, device)
+            elif spec.kind == "sts":
+                row = _sts(spec, model, resolved[spec.name], device)
+            elif spec.kind == "simcse":
+                row = _simcse(spec, model, resolved[spec.name], work, quick, limit, hp, progress, device)
+            else:
+                row = _finetuned(spec, model, resolved[spec.name], work, quick, limit, hp, progress,
+                                 device, cfg.max_position_embeddings)
+            row.update(metric=spec.metric, reported_on=spec.reported,
+                       seconds=round(time.perf_counter() - t0, 1))
+            card["tasks"][spec.name] = row
+            log(f"scorecard: {spec.name} {spec.metric} {row['score']:.4f} ({row['seconds']:.0f} s)")
+        scores = [r["score"] for r in card["tasks"].values()]
+        card["mean"] = float(np.mean(scores)) if scores else float("nan")
+        card["seconds"] = round(time.perf_counter() - t_card, 1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # ours: a temporary name no one else uses
     if out:
         write_card(card, out_dir)
     return card
