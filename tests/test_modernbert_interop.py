@@ -6,8 +6,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from maskedlm.checkpoint import load_model, save_checkpoint  # noqa: E402
-from maskedlm.export import write_hf_dir as export_hf  # noqa: E402
 from maskedlm.data.tokenizer import Tokenizer  # noqa: E402
+from maskedlm.export import write_hf_dir as export_hf  # noqa: E402
 from maskedlm.models.config import ModelConfig  # noqa: E402
 from maskedlm.models.heads import BertForPreTraining  # noqa: E402
 
