@@ -13,6 +13,7 @@ made: ``pretrain(PretrainOptions())`` and ``maskedlm pretrain`` run the same job
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -497,12 +498,10 @@ class ScorecardOptions:
     progress: bool = arg(True, help="a progress bar per task")
 
 
-def data_root(given: str | None = None) -> str:
+def data_root(given: str | os.PathLike[str] | None = None) -> str:
     """The scorecard's dataset folder: ``given``, else ``$MASKEDLM_DATA``, else ../shared/data.
 
     >>> data_root("my/data")
     'my/data'
     """
-    import os
-
-    return given or os.environ.get("MASKEDLM_DATA") or DATA_ROOT
+    return str(given or os.environ.get("MASKEDLM_DATA") or DATA_ROOT)

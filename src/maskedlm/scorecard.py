@@ -350,7 +350,7 @@ def scorecard(model: str | Path, tasks: Sequence[str] | None = None, *, quick: b
     if unknown:
         raise MaskedLMError(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
     read_config(resolve_checkpoint_dir(model))  # a wrong model fails before anything is written
-    data_root = Path(resolve_data_root(None if data_root is None else str(data_root)))
+    data_root = Path(resolve_data_root(data_root))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # one device for every task
     specs = [TASKS[t] for t in tasks]
     resolved = {s.name: resolve_files(s, data_root, files or {}) for s in specs}  # fail early
